@@ -1,0 +1,1 @@
+"""Dataset converters and generators (records in, records out)."""

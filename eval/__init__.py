@@ -1,0 +1,1 @@
+"""Evaluation harness: benchmarks, football episodes, metrics, reports."""

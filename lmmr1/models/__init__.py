@@ -1,0 +1,1 @@
+"""Model builders (the tiny Qwen2.5-VL for tests and demos)."""
