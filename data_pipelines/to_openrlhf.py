@@ -1,0 +1,108 @@
+"""lmmr1 records -> OpenRLHF 0.11 prompt JSONL.
+
+Each record becomes one row that OpenRLHF's `PromptDataset` reads with
+    --data.input_key messages --data.label_key answer --data.image_key images --data.apply_chat_template
+(openrlhf 0.11.2 `openrlhf/datasets/prompts_dataset.py`):
+
+    messages    the chat, every `content` as a list of items ({"type": "text", "text": ...} / {"type": "image"}).
+                Always lists, so that HF `datasets` infers one Arrow type for the column (a file mixing
+                string and list contents fails to load), and so that OpenRLHF's `<image>`-tag splitting of
+                string contents never touches our text.
+    images      absolute paths (symlinks resolved), in placeholder order: OpenRLHF opens them in the
+                rollout actors, so they must be reachable from every node.
+    answer      the gold answer (the label our reward_func receives).
+    datasource  the record's source ("default" when empty): OpenRLHF's per-source eval metrics key.
+    task        the record's task.
+    meta        the record's meta as a JSON string (one Arrow type whatever the keys).
+
+CLI:
+    python -m data_pipelines.to_openrlhf RECORDS.jsonl OUTPUT.jsonl [--no-check-images]
+Images are loaded through lmmr1.data.images while converting unless --no-check-images; a record whose
+image is missing, corrupt or outside its dataset root is rejected and counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from data_pipelines._common import (
+    ConversionReport,
+    add_image_arguments,
+    convert_rows,
+    count_lines,
+    image_config_from_args,
+    read_jsonl_rows,
+    write_jsonl,
+    write_report,
+)
+from lmmr1.data.images import ImageConfig, load_image, resolve_image_path
+from lmmr1.data.records import Record, validate_record
+
+OPENRLHF_FLAGS = (
+    "--data.input_key messages --data.label_key answer --data.image_key images --data.apply_chat_template"
+)
+
+
+def record_to_openrlhf(record: Record, root: str | Path) -> dict[str, Any]:
+    """One record -> one OpenRLHF prompt row (image paths made absolute against dataset `root`)."""
+    messages = []
+    for message in record.messages:
+        content = message["content"]
+        items = [{"type": "text", "text": content}] if isinstance(content, str) else [dict(item) for item in content]
+        messages.append({"role": message["role"], "content": items})
+    return {
+        "messages": messages,
+        "images": [str(resolve_image_path(ref, root)) for ref in record.images],
+        "answer": record.answer,
+        "datasource": record.source or "default",
+        "task": record.task,
+        "meta": json.dumps(record.meta, ensure_ascii=False, sort_keys=True),
+    }
+
+
+def convert_records_file(
+    input_path: str | Path,
+    output_path: str | Path,
+    *,
+    check_images: bool = True,
+    image_config: ImageConfig | None = None,
+    progress: bool = False,
+) -> ConversionReport:
+    """Records JSONL -> OpenRLHF JSONL; returns the report. The dataset root is the input file's folder."""
+    input_path, output_path = Path(input_path), Path(output_path)
+    root = Path(os.path.abspath(input_path)).parent
+    report = ConversionReport()
+    config = image_config or ImageConfig()
+
+    def to_row(raw: Any, file: str, row: int) -> dict[str, Any]:
+        record = validate_record(raw, file=file, row=row)
+        if check_images:
+            for ref in record.images:
+                load_image(ref, root, config)
+        return record_to_openrlhf(record, root)
+
+    rows = convert_rows(read_jsonl_rows(input_path, report), to_row, report, progress=progress,
+                        total=count_lines(input_path) if progress else None, desc=input_path.name)
+    write_jsonl(output_path, rows)
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data_pipelines.to_openrlhf", description=__doc__.split("\n\n")[0])
+    parser.add_argument("input", type=Path, help="lmmr1 records JSONL (its folder is the dataset root)")
+    parser.add_argument("output", type=Path, help="OpenRLHF prompt JSONL to write")
+    add_image_arguments(parser)
+    args = parser.parse_args(argv)
+    report = convert_records_file(args.input, args.output, check_images=not args.no_check_images,
+                                  image_config=image_config_from_args(args), progress=True)
+    write_report(args.output, report)
+    print(f"train with: --data.prompt_dataset {os.path.abspath(args.output)} {OPENRLHF_FLAGS}")
+    return 0 if report.kept else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
