@@ -1,0 +1,1 @@
+"""Engines that run a stage: `local` (one process, one device) and `openrlhf` (Ray cluster)."""

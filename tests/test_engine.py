@@ -1,0 +1,213 @@
+"""The single-device engine on the tiny Qwen2.5-VL: both rollout backends, image prompts, weight sync,
+bad records, a non-finite loss, NGRPO vs GRPO on an all-wrong batch, and a SIGKILL + resume that continues
+exactly as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from lmmr1.config import RunConfig, from_dict
+from lmmr1.engine import local
+from lmmr1.engine.checkpoint import list_checkpoints
+
+
+def write_dataset(folder: Path, n: int = 16, answer: str | None = None) -> Path:
+    """Arithmetic records, every third with an image; plus one missing image, one corrupt image and one
+    malformed row in the middle (each must be skipped and counted, never stop the run)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (64, 48), (200, 30, 30)).save(folder / "red.png")
+    (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    lines = []
+    for i in range(n):
+        a, b = i % 7, (3 * i) % 5
+        text = {"type": "text", "text": f"What is {a} + {b}?"}
+        content, images = [text], []
+        if i % 3 == 0:
+            content, images = [{"type": "image"}, text], ["red.png"]
+        lines.append(json.dumps({"messages": [{"role": "user", "content": content}], "images": images,
+                                 "answer": answer or str(a + b), "task": "math", "source": "test"}))
+    bad_image = lambda ref: json.dumps({"messages": [{"role": "user", "content": [{"type": "image"}, {
+        "type": "text", "text": "How many?"}]}], "images": [ref], "answer": "1"})
+    lines[4:4] = [bad_image("missing.png"), bad_image("corrupt.png"), "{not json"]
+    path = folder / "train.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def make_config(tmp_path: Path, dataset: Path, backend: str, **sections) -> RunConfig:
+    base = {
+        "data": {"train_files": [str(dataset)], "eval_files": [str(dataset)], "max_eval_records": 4},
+        "rollout": {"backend": backend, "n_samples": 4, "prompts_per_step": 2, "max_new_tokens": 12},
+        "algorithm": {"estimator": "group_norm"},
+        "optim": {"micro_batch_size": 4, "updates_per_step": 2, "lr": 1e-3},
+        "train": {"steps": 2, "run_dir": str(tmp_path / "run"), "save_every": 1, "progress": False,
+                  "tensorboard": False},
+    }
+    for section, values in sections.items():
+        base.setdefault(section, {}).update(values)
+    return from_dict(RunConfig, base)
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.fixture
+def shared_vllm_backend(tiny_vllm, tiny_model_dir):
+    """The session's vLLM engine as a rollout backend; afterwards it gets the checkpoint's weights back."""
+    from transformers import AutoModelForImageTextToText
+
+    from lmmr1.rollout import get_rollout_backend
+
+    backend = get_rollout_backend("vllm")(llm=tiny_vllm)
+    yield backend
+    backend.push_weights(AutoModelForImageTextToText.from_pretrained(tiny_model_dir, dtype=torch.float32))
+
+
+def test_vllm_engine_trains_with_image_prompts(tmp_path, shared_vllm_backend):
+    data = write_dataset(tmp_path / "data", n=5)  # 6 prompts over 3 steps visit every row
+    cfg = make_config(tmp_path, data, "vllm", algorithm={"estimator": "ngrpo", "kl_coef": 0.01},
+                      model={"freeze_vision": False}, train={"steps": 3, "save_every": 2})
+    run_dir = local.run(cfg, backend=shared_vllm_backend)
+
+    rows = read_metrics(run_dir)
+    assert [r["step"] for r in rows] == [0, 1, 2, 3]  # eval before training, then one line per step
+    for r in rows[1:]:
+        # After every weight push, vLLM's log-probs equal the trainer's (vision tower trained too).
+        assert r["rollout/logprob_gap_max"] < 1e-3
+        assert r["train/updates"] == 2 and r["train/nonfinite_step"] == 0
+    assert shared_vllm_backend.stats["weight_pushes"] >= 3
+    # Bad records in the middle were skipped and counted; the run went on.
+    last = rows[-1]
+    assert last["data/skipped_image_missing"] >= 1 and last["data/skipped_malformed_row"] == 1
+    assert last["data/skipped_image_corrupt"] >= 1, sorted(k for k in last if k.startswith("data/"))
+    assert "eval/accuracy" in rows[0] and "eval/accuracy" in last
+    # Checkpoints: step 2 (save_every) and 3 (last), HF format, and the final model for the next stage.
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step_000002", "step_000003"]
+    for name in ("config.json", "versions.json"):
+        assert (run_dir / name).is_file()
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    AutoProcessor.from_pretrained(run_dir / "final")
+    trained = AutoModelForImageTextToText.from_pretrained(run_dir / "final", dtype=torch.float32)
+    original = AutoModelForImageTextToText.from_pretrained(cfg.model.path if cfg.model.path != "tiny" else
+                                                           local.resolve_model_path("tiny"), dtype=torch.float32)
+    changed = [n for n, p in trained.state_dict().items() if not torch.equal(p, original.state_dict()[n])]
+    assert any("visual" in n for n in changed) and any("language_model" in n for n in changed)
+
+
+def test_hf_engine_freezes_vision_tower(tmp_path):
+    data = write_dataset(tmp_path / "data")
+    # NGRPO: a gradient even when the untrained model gets every answer wrong (see the next test).
+    run_dir = local.run(make_config(tmp_path, data, "hf", algorithm={"estimator": "ngrpo"}, train={"steps": 1}))
+    from transformers import AutoModelForImageTextToText
+
+    trained = AutoModelForImageTextToText.from_pretrained(run_dir / "final", dtype=torch.float32)
+    original = AutoModelForImageTextToText.from_pretrained(local.resolve_model_path("tiny"), dtype=torch.float32)
+    changed = [n for n, p in trained.state_dict().items() if not torch.equal(p, original.state_dict()[n])]
+    assert changed and not any("visual" in n for n in changed)  # FRE default: the vision tower is frozen
+    (row,) = [r for r in read_metrics(run_dir) if r["step"] == 1]
+    assert row["rollout/logprob_gap_max"] < 1e-4  # HF rollout: the same module, the same numbers
+
+
+def test_ngrpo_learns_from_all_wrong_groups_grpo_does_not(tmp_path):
+    """Every answer is unreachable, so every group is all-wrong (reward 0). GRPO's advantages are 0: no
+    gradient. NGRPO's virtual max-reward sample makes them -1/sqrt(G+1): a real gradient."""
+    data = write_dataset(tmp_path / "data", answer="unreachable-answer-xyz")
+    norms = {}
+    for estimator in ("group_norm", "ngrpo"):
+        cfg = make_config(tmp_path / estimator, data, "hf", algorithm={"estimator": estimator},
+                          data={"eval_files": []}, train={"steps": 1, "save_every": 5})
+        (row,) = read_metrics(local.run(cfg))
+        assert row["reward/mean"] == 0.0
+        norms[estimator] = row["train/grad_norm"]
+    assert norms["group_norm"] == 0.0
+    assert norms["ngrpo"] > 1e-3
+
+
+def test_nonfinite_loss_stops_the_step_without_checkpoint(tmp_path, monkeypatch):
+    """Fault injection: the loss of step 2 is made NaN (as an overflow would). The step is stopped before
+    the optimizer moves, reported, and not checkpointed; step 3 runs normally."""
+    real_policy_loss = local.policy_loss
+    calls = {"step": 0}
+    real_rollout_metrics = local.rollout_metrics
+
+    def counting_rollout_metrics(*args, **kwargs):
+        calls["step"] += 1
+        return real_rollout_metrics(*args, **kwargs)
+
+    def faulty_policy_loss(*args, **kwargs):
+        loss, stats = real_policy_loss(*args, **kwargs)
+        return (loss * float("nan"), stats) if calls["step"] == 1 else (loss, stats)
+
+    # ppo_update runs before rollout_metrics in a step: calls["step"] == 1 during step 2's update.
+    monkeypatch.setattr(local, "policy_loss", faulty_policy_loss)
+    monkeypatch.setattr(local, "rollout_metrics", counting_rollout_metrics)
+    data = write_dataset(tmp_path / "data")
+    run_dir = local.run(make_config(tmp_path, data, "hf", data={"eval_files": []}, train={"steps": 3}))
+    rows = {r["step"]: r for r in read_metrics(run_dir)}
+    assert rows[1]["train/nonfinite_step"] == 0 and rows[3]["train/nonfinite_step"] == 0
+    assert rows[2]["train/nonfinite_step"] == 1 and rows[2]["train/updates"] == 0
+    assert [p.name for p in list_checkpoints(run_dir)] == ["step_000001", "step_000003"]
+
+
+RESUME_SCRIPT = """
+import json, sys
+from lmmr1.config import RunConfig, from_dict
+from lmmr1.engine.local import run
+run(from_dict(RunConfig, json.loads(sys.argv[1])))
+"""
+
+
+def _launch(cfg: RunConfig) -> subprocess.Popen:
+    from lmmr1.config import to_dict
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-c", RESUME_SCRIPT, json.dumps(to_dict(cfg))], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _comparable(row: dict) -> dict:
+    return {k: v for k, v in row.items() if not k.startswith("time/")}
+
+
+def test_sigkill_mid_step_then_resume_matches_uninterrupted_run(tmp_path):
+    data = write_dataset(tmp_path / "data", n=24)
+    steps = {"steps": 5, "save_every": 1}
+    reference_cfg = make_config(tmp_path / "a", data, "hf", data={"eval_files": []}, train=steps)
+    killed_cfg = make_config(tmp_path / "b", data, "hf", data={"eval_files": []}, train=steps)
+
+    reference = _launch(reference_cfg)
+    victim = _launch(killed_cfg)
+    victim_dir = Path(killed_cfg.train.run_dir)
+    deadline = time.time() + 240
+    while not (victim_dir / "checkpoints" / "step_000002" / "COMPLETE").exists():
+        assert victim.poll() is None and time.time() < deadline, "the run ended or hung before step 2"
+        time.sleep(0.05)
+    time.sleep(0.3)  # now inside step 3 (rollout or update)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    assert reference.wait(timeout=300) == 0
+    saved = [p.name for p in list_checkpoints(victim_dir)]
+    assert "step_000005" not in saved and "step_000002" in saved
+
+    resumed = _launch(killed_cfg)  # resume=auto picks the latest complete checkpoint
+    assert resumed.wait(timeout=300) == 0
+
+    expected = {r["step"]: _comparable(r) for r in read_metrics(Path(reference_cfg.train.run_dir))}
+    got = {r["step"]: _comparable(r) for r in read_metrics(victim_dir)}
+    assert sorted(got) == [1, 2, 3, 4, 5]  # no duplicated or missing step lines
+    for step in range(1, 6):
+        assert got[step].keys() == expected[step].keys()
+        for key, value in expected[step].items():
+            assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
