@@ -184,8 +184,11 @@ def _comparable(row: dict) -> dict:
 def test_sigkill_mid_step_then_resume_matches_uninterrupted_run(tmp_path):
     data = write_dataset(tmp_path / "data", n=24)
     steps = {"steps": 5, "save_every": 1}
-    reference_cfg = make_config(tmp_path / "a", data, "hf", data={"eval_files": []}, train=steps)
-    killed_cfg = make_config(tmp_path / "b", data, "hf", data={"eval_files": []}, train=steps)
+    # NGRPO: the untrained model's all-wrong groups still move the weights, so the comparison covers the
+    # optimizer and scheduler state, not just the data order and sampling RNG.
+    same = dict(data={"eval_files": []}, train=steps, algorithm={"estimator": "ngrpo"})
+    reference_cfg = make_config(tmp_path / "a", data, "hf", **same)
+    killed_cfg = make_config(tmp_path / "b", data, "hf", **same)
 
     reference = _launch(reference_cfg)
     victim = _launch(killed_cfg)
@@ -207,6 +210,7 @@ def test_sigkill_mid_step_then_resume_matches_uninterrupted_run(tmp_path):
     expected = {r["step"]: _comparable(r) for r in read_metrics(Path(reference_cfg.train.run_dir))}
     got = {r["step"]: _comparable(r) for r in read_metrics(victim_dir)}
     assert sorted(got) == [1, 2, 3, 4, 5]  # no duplicated or missing step lines
+    assert all(expected[step]["train/grad_norm"] > 0 for step in expected)
     for step in range(1, 6):
         assert got[step].keys() == expected[step].keys()
         for key, value in expected[step].items():

@@ -27,6 +27,17 @@ IMAGE_SIZES = {
 }
 
 
+def _text_only_sampling(processor, max_tokens: int = 12, seed: int = 0):
+    """Sampling that never emits a vision pad token (the random tiny model sometimes would: a generated
+    pad has no pixels behind it and breaks the HF forward; lmmr1's rollout backends cut responses there).
+    vLLM reports raw log-probs (before this masking), so they stay comparable with the HF forward."""
+    from vllm import SamplingParams
+
+    pads = {processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")}
+    allowed = [i for i in range(len(processor.tokenizer)) if i not in pads]
+    return SamplingParams(max_tokens=max_tokens, temperature=1.0, logprobs=0, seed=seed, allowed_token_ids=allowed)
+
+
 def _image(width: int, height: int, seed: int) -> Image.Image:
     rng = np.random.RandomState(seed)
     return Image.fromarray(rng.randint(0, 256, (height, width, 3), dtype=np.uint8))
@@ -69,8 +80,6 @@ def _hf_token_logprobs(model, inputs, response_ids: list[int], with_token_types:
 @pytest.mark.parametrize("sizes", [[name] for name in IMAGE_SIZES] + [["landscape_200x150", "thin_strip_600x28"]],
                          ids=lambda s: "+".join(s))
 def test_prompt_tokens_and_logprobs_match(tiny_vllm, hf, sizes):
-    from vllm import SamplingParams
-
     processor, model = hf
     images = [_image(*IMAGE_SIZES[name], seed=i) for i, name in enumerate(sizes)]
     prompt = _prompt(processor, len(images))
@@ -84,7 +93,7 @@ def test_prompt_tokens_and_logprobs_match(tiny_vllm, hf, sizes):
     for t, h, w in inputs["image_grid_thw"].tolist():
         assert 4 * 28 * 28 <= h * 14 * w * 14 <= 256 * 28 * 28
 
-    params = SamplingParams(max_tokens=12, temperature=1.0, logprobs=0, seed=None)
+    params = _text_only_sampling(processor, seed=len(hf_ids))
     (out,) = tiny_vllm.generate([{"prompt": prompt, "multi_modal_data": {"image": images}}], params, use_tqdm=False)
     assert out.prompt_token_ids == hf_ids  # same tokens, not just the same count
 
@@ -106,14 +115,12 @@ def test_prompt_tokens_and_logprobs_match(tiny_vllm, hf, sizes):
 
 def test_forward_without_token_types_uses_wrong_positions(tiny_vllm, hf):
     """Pins the transformers trap: no `mm_token_type_ids` -> 1-D positions -> disagreement with vLLM."""
-    from vllm import SamplingParams
-
     processor, model = hf
     image = _image(200, 150, seed=0)
     prompt = _prompt(processor, 1)
     inputs = processor(text=[prompt], images=[image], return_tensors="pt")
     (out,) = tiny_vllm.generate([{"prompt": prompt, "multi_modal_data": {"image": [image]}}],
-                                SamplingParams(max_tokens=12, temperature=1.0, logprobs=0), use_tqdm=False)
+                                _text_only_sampling(processor), use_tqdm=False)
     ids = list(out.outputs[0].token_ids)
     vllm_logprobs = torch.tensor([lp[tok].logprob for tok, lp in zip(ids, out.outputs[0].logprobs)])
     right = (_hf_token_logprobs(model, inputs, ids) - vllm_logprobs).abs().max()

@@ -164,7 +164,7 @@ def build_composite(config: RewardConfig, default_weights: dict[str, float], def
 
     weights = dict(config.weights) if config.weights is not None else dict(default_weights)
     outcome_from = config.outcome_from or default_outcome_from
-    composites = {"lmm_r1", "lmm_r1_uncertainty"}
+    composites = {"lmm_r1", "lmm_r1_uncertainty", "football_action"}
     for name, weight in weights.items():
         if name not in REWARDS or name in composites:
             valid = sorted(set(REWARDS) - composites)
