@@ -140,7 +140,7 @@ def run(cfg: RunConfig, backend=None) -> Path:
                                        keep.repeat_interleave(G), loss_config, cfg, processor)
 
         # 7e. Push the new weights into the rollout engine (caches of old weights reset).
-        if train_metrics["train/nonfinite_step"] == 0:
+        if train_metrics["train/updates"] > 0:
             with timer("push"):
                 backend.push_weights(policy)
 
@@ -152,13 +152,11 @@ def run(cfg: RunConfig, backend=None) -> Path:
             "train/groups_trained": float(keep.sum()),
             **train_metrics,
             **train_prompts.metrics(),
-            **timer.times,
         }
-        if cfg.train.eval_every and step % cfg.train.eval_every == 0 and eval_prompts and step != cfg.train.steps:
+        if eval_prompts and (step == cfg.train.steps or (cfg.train.eval_every and step % cfg.train.eval_every == 0)):
             with timer("eval"):
                 metrics.update(evaluate(backend, eval_prompts, reward_fn, cfg, eval_skipped))
-        if step == cfg.train.steps and eval_prompts:
-            metrics.update(evaluate(backend, eval_prompts, reward_fn, cfg, eval_skipped))
+        metrics.update(timer.times)
         logger.log(step, metrics)
         progress.update(1)
         progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.2f}")
