@@ -1,0 +1,93 @@
+"""lmmr1's estimators inside OpenRLHF's experience maker (runs in the Ray trainer actor, not the driver).
+
+`LmmExperienceMaker.compute_advantages_and_returns` replaces the estimator step of OpenRLHF 0.11.2's
+`RemoteExperienceMaker.compute_advantages_and_returns` and keeps everything around it exactly as upstream:
+
+    1. rewards to >= float32, DAPO/ProRL length penalties (`apply_length_penalties`);
+    2. samples back in prompt order through `experience.index`, reshaped to [P, G];
+    3. lmmr1's estimator: advantages [P, G], keep [P] = estimator(rewards, outcomes, config)
+       (groups the estimator drops get advantage 0);
+    4. per token: the scalar on the last action token minus kl_coef * KL (`compute_reward`, clipped to
+       `--reward.clip_range`), cumulative returns with gamma = 1, advantages = returns (upstream's path for
+       its group estimators);
+    5. no global whitening (lmmr1's `reinforce_baseline` whitens inside the estimator when configured).
+
+Outcome labels (UCPO, `w_reinforce`, outcome-aware filters) travel from the reward through `extra_logs`:
+lmmr1's `reward_func` logs the indicators `reward_correct`, `reward_wrong`, `reward_uncertain`,
+`reward_invalid`, which OpenRLHF stores in `experience.info`. Estimators that need outcomes fail with a
+clear error when those keys are missing.
+
+The estimator name is `args.algo.advantage.estimator`; its config fields come from
+`args.lmmr1.estimator_args` (a mapping) when present.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker, apply_length_penalties, compute_reward
+
+from lmmr1.algorithms import Outcome, get_estimator
+
+OUTCOME_KEYS = {"reward_correct": Outcome.CORRECT, "reward_wrong": Outcome.WRONG,
+                "reward_uncertain": Outcome.UNCERTAIN, "reward_invalid": Outcome.INVALID}
+
+
+def outcomes_from_info(experiences) -> torch.Tensor | None:
+    """Outcome codes [N] (per sample, experience order) from the reward's indicator logs, or None."""
+    if not all(key in exp.info for exp in experiences for key in OUTCOME_KEYS):
+        return None
+    codes = []
+    for exp in experiences:
+        indicators = torch.stack([torch.as_tensor(exp.info[key]).flatten().float() for key in OUTCOME_KEYS], -1)
+        codes.append(torch.tensor([int(c) for c in OUTCOME_KEYS.values()])[indicators.argmax(-1)])
+    return torch.cat(codes)
+
+
+def in_prompt_order(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Scatter per-sample values (experience order) into original prompt order: out[indices[i]] = values[i]."""
+    out = torch.empty_like(values)
+    out[indices] = values
+    return out
+
+
+class LmmExperienceMaker(RemoteExperienceMaker):
+    def compute_advantages_and_returns(self, experiences):
+        args = self.strategy.args
+        estimator = get_estimator(args.algo.advantage.estimator)
+        options = dict(getattr(getattr(args, "lmmr1", None), "estimator_args", None) or {})
+        config = estimator.make_config(**options)
+        G = args.rollout.n_samples_per_prompt
+
+        # 1. Rewards to >= float32; length penalties as upstream.
+        for experience in experiences:
+            experience.rewards = experience.rewards.to(torch.promote_types(experience.rewards.dtype, torch.float32))
+        apply_length_penalties(experiences, args)
+
+        # 2. Prompt order, [P, G].
+        exp_len = [len(experience.index) for experience in experiences]
+        indices = torch.tensor(list(itertools.chain.from_iterable(experience.index for experience in experiences)))
+        rewards = in_prompt_order(torch.cat([e.rewards for e in experiences]), indices).reshape(-1, G)  # [P, G]
+        outcomes = outcomes_from_info(experiences)
+        if outcomes is not None:
+            outcomes = in_prompt_order(outcomes, indices).reshape(-1, G)  # [P, G]
+        for experience, std in zip(experiences, rewards.std(-1, keepdim=True).repeat(1, G).reshape(-1)[indices]
+                                   .split(exp_len)):
+            experience.info["group_reward_std"] = std
+
+        # 3. lmmr1's estimator.
+        advantages, keep = estimator(rewards, outcomes, config)  # [P, G], [P]
+        scalars = (advantages * keep[:, None]).to(rewards.dtype).reshape(-1)[indices].split(exp_len)
+        kept = keep[:, None].expand(-1, G).reshape(-1)[indices].split(exp_len)
+
+        # 4. Per-token rewards (KL penalty), returns, advantages: upstream's group-estimator path.
+        for experience, scalar, group_kept in zip(experiences, scalars, kept):
+            reward = compute_reward(scalar, self.kl_ctl.value, experience.kl, action_mask=experience.action_mask,
+                                    reward_clip_range=args.reward.clip_range)
+            experience.returns = self.get_cumulative_returns(reward, experience.action_mask, 1.0)
+            experience.advantages = experience.returns.clone()
+            experience.info["return"] = reward.sum(dim=-1)
+            experience.info["lmmr1_group_kept"] = group_kept.float()
+            experience.kl = None
+        return experiences

@@ -1,0 +1,126 @@
+"""lmmr1's estimators inside OpenRLHF 0.11.2's experience maker, on real `Experience` objects shuffled into
+micro-batches the way OpenRLHF hands them over (out of prompt order, `experience.index` says where each
+sample belongs)."""
+
+from __future__ import annotations
+
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+
+def _args(estimator: str, G: int, estimator_args: dict | None = None):
+    return SimpleNamespace(
+        algo=SimpleNamespace(advantage=SimpleNamespace(estimator=estimator, gamma=1.0, lambd=1.0, no_std_norm=False)),
+        rollout=SimpleNamespace(n_samples_per_prompt=G, max_new_tokens=8),
+        reward=SimpleNamespace(clip_range=(-10.0, 10.0), overlong_buffer_len=None, stop_properly_penalty_coef=None),
+        data=SimpleNamespace(max_len=64),
+        lmmr1=SimpleNamespace(estimator_args=estimator_args or {}),
+    )
+
+
+def _maker(cls, args, kl_coef: float):
+    maker = object.__new__(cls)  # the Ray-free part: compute_advantages_and_returns reads only these
+    maker.strategy = SimpleNamespace(args=args)
+    maker.kl_ctl = SimpleNamespace(value=kl_coef)
+    maker.advantage_estimator = args.algo.advantage.estimator
+    return maker
+
+
+def _experiences(P: int, G: int, seed: int, outcomes: torch.Tensor | None = None, micro: int = 3):
+    """P * G samples with random rewards, response lengths and KL, shuffled into micro-batches."""
+    from openrlhf.trainer.ppo_utils.experience import Experience
+
+    g = torch.Generator().manual_seed(seed)
+    N, A = P * G, 6
+    rewards = torch.randint(0, 3, (N,), generator=g).float() / 2  # {0, 0.5, 1}
+    lengths = torch.randint(1, A + 1, (N,), generator=g)
+    action_mask = torch.arange(A)[None, :] < lengths[:, None]  # [N, A]
+    kl = torch.rand(N, A, generator=g) * action_mask
+    order = torch.randperm(N, generator=g).tolist()
+    experiences = []
+    for start in range(0, N, micro):
+        idx = order[start : start + micro]
+        info = {}
+        if outcomes is not None:
+            flat = outcomes.reshape(-1)[idx]
+            for key, code in (("reward_correct", 0), ("reward_wrong", 1), ("reward_uncertain", 2), ("reward_invalid", 3)):
+                info[key] = (flat == code).float()
+        experiences.append(Experience(
+            sequences=torch.zeros(len(idx), 10, dtype=torch.long), attention_mask=torch.ones(len(idx), 10),
+            action_mask=action_mask[idx], rewards=rewards[idx].clone(), kl=kl[idx].clone(), index=idx, info=info,
+        ))
+    return experiences, rewards.reshape(P, G), action_mask, kl
+
+
+def _last_token_advantage(experiences, N, kl_coef, kl, action_mask):
+    """The advantage at each sample's first action token = scalar - kl_coef * sum of its KL (gamma 1)."""
+    first = torch.empty(N)
+    for exp in experiences:
+        for row, i in enumerate(exp.index):
+            first[i] = exp.advantages[row, 0]
+    return first + kl_coef * (kl * action_mask).sum(-1)  # remove the KL part: the estimator's scalar
+
+
+@pytest.mark.parametrize("estimator", ["group_norm", "rloo", "dr_grpo"])
+def test_matches_upstream_for_upstream_estimators(openrlhf_cpu, estimator):
+    from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+
+    from lmmr1.distributed.experience_maker import LmmExperienceMaker
+
+    P, G, kl_coef = 4, 4, 0.05
+    experiences, _, _, _ = _experiences(P, G, seed=1)
+    args = _args(estimator, G)
+    upstream = _maker(RemoteExperienceMaker, args, kl_coef).compute_advantages_and_returns(copy.deepcopy(experiences))
+    ours = _maker(LmmExperienceMaker, args, kl_coef).compute_advantages_and_returns(copy.deepcopy(experiences))
+    for a, b in zip(upstream, ours):
+        assert torch.allclose(a.advantages, b.advantages, atol=1e-6)
+        assert torch.allclose(a.returns, b.returns, atol=1e-6)
+        assert torch.allclose(a.info["return"], b.info["return"], atol=1e-6)
+
+
+def test_ngrpo_advantages_equal_lmmr1_estimator(openrlhf_cpu):
+    from lmmr1.algorithms import get_estimator
+    from lmmr1.distributed.experience_maker import LmmExperienceMaker
+
+    P, G, kl_coef = 5, 4, 0.1
+    experiences, rewards, action_mask, kl = _experiences(P, G, seed=2)
+    rewards[0] = 0.0  # an all-wrong group: NGRPO still gives it -1/sqrt(G+1)
+    for exp in experiences:
+        exp.rewards = rewards.reshape(-1)[exp.index].clone()
+    out = _maker(LmmExperienceMaker, _args("ngrpo", G), kl_coef).compute_advantages_and_returns(experiences)
+    expected, _ = get_estimator("ngrpo")(rewards, None, None)
+    got = _last_token_advantage(out, P * G, kl_coef, kl, action_mask).reshape(P, G)
+    assert torch.allclose(got, expected.float(), atol=1e-5)
+    assert torch.allclose(got[0], torch.full((G,), -1 / (G + 1) ** 0.5), atol=1e-5)
+
+
+def test_ucpo_reads_outcomes_from_reward_extra_logs(openrlhf_cpu):
+    from lmmr1.algorithms import get_estimator
+    from lmmr1.distributed.experience_maker import LmmExperienceMaker
+
+    P, G = 3, 8
+    outcomes = torch.tensor([[0, 0, 0, 0, 1, 1, 2, 2],    # (n_r, n_w, n_u) = (4, 2, 2)
+                             [0, 1, 1, 1, 1, 1, 2, 2],    # (1, 5, 2)
+                             [0, 0, 0, 0, 0, 0, 0, 0]])   # all correct: UCPO drops the group
+    experiences, _, action_mask, kl = _experiences(P, G, seed=3, outcomes=outcomes)
+    rewards = (outcomes == 0).float()
+    for exp in experiences:
+        exp.rewards = rewards.reshape(-1)[exp.index].clone()
+    out = _maker(LmmExperienceMaker, _args("ucpo", G), 0.0).compute_advantages_and_returns(experiences)
+    expected, keep = get_estimator("ucpo")(rewards, outcomes, None)
+    got = _last_token_advantage(out, P * G, 0.0, kl, action_mask).reshape(P, G)
+    assert keep.tolist() == [True, True, False]
+    assert torch.allclose(got, (expected * keep[:, None]).float(), atol=1e-5)
+    assert got[0, 0] == pytest.approx(0.645497, abs=1e-5)  # the worked example (research/algorithms.md)
+
+
+def test_ucpo_without_outcome_logs_is_a_clear_error(openrlhf_cpu):
+    from lmmr1.algorithms import GroupInputError
+    from lmmr1.distributed.experience_maker import LmmExperienceMaker
+
+    experiences, _, _, _ = _experiences(2, 4, seed=4)
+    with pytest.raises((GroupInputError, ValueError), match="ucpo"):
+        _maker(LmmExperienceMaker, _args("ucpo", 4), 0.0).compute_advantages_and_returns(experiences)
