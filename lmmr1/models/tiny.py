@@ -311,11 +311,11 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike, cfg: TinyQwen25VLConfig | No
 
     Deterministic: the same config writes byte-identical weights and tokenizer files.
     """
+    cfg = cfg or TinyQwen25VLConfig()
+    cfg.validate()  # before the heavy imports: a bad size fails in milliseconds
+
     import torch
     from transformers import GenerationConfig, Qwen2_5_VLForConditionalGeneration
-
-    cfg = cfg or TinyQwen25VLConfig()
-    cfg.validate()
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"tiny Qwen2.5-VL: output directory {out} exists and is not empty")
@@ -401,6 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         cfg = TinyQwen25VLConfig(seed=args.seed, **_parse_overrides(args.overrides))
+        cfg.validate()
         path = build_tiny_qwen25vl(args.out, cfg) if args.out else tiny_qwen25vl(cfg)
     except (ValueError, FileExistsError) as err:
         raise SystemExit(f"error: {err}") from None
