@@ -58,16 +58,10 @@ def tiny_vllm(tiny_model_dir):
     float32 so that its log-probs can be compared with the HF forward; the KV cache is sized explicitly
     (on CPU, `gpu_memory_utilization` is a fraction of host RAM and is easily refused).
     """
-    from vllm import LLM
+    from lmmr1.rollout.vllm_backend import VLLMRollout
 
-    llm = LLM(
-        model=str(tiny_model_dir),
-        dtype="float32",
-        kv_cache_memory_bytes=128 << 20,
-        max_model_len=2048,
-        seed=0,
-        limit_mm_per_prompt={"image": 2, "video": 0},
-        enforce_eager=True,
-    )
-    yield llm
-    del llm
+    # The engine settings of lmmr1's vLLM backend (e.g. no chunked prefill on CPU), in float32.
+    backend = VLLMRollout(tiny_model_dir, dtype="float32", max_model_len=2048, seed=0, max_images_per_prompt=2,
+                          kv_cache_memory_bytes=128 << 20)
+    yield backend.llm
+    del backend

