@@ -51,13 +51,17 @@ class RolloutConfig:
     prompts_per_step: int = 4
     """P: prompts per step (rollout batch = P * G responses)."""
     max_new_tokens: int = 64
+    """Longest response in tokens (generation stops there; the response counts as truncated)."""
     temperature: float = 1.0
+    """Sampling temperature of training rollouts (eval is always greedy)."""
     top_p: float = 1.0
+    """Nucleus sampling mass of training rollouts (1.0: off)."""
     max_model_len: int = 2048
     """vLLM context length (prompt + response)."""
     kv_cache_memory_mb: int = 256
     """vLLM KV cache on CPU (on a GPU, gpu_memory_utilization is used instead)."""
     gpu_memory_utilization: float = 0.4
+    """Fraction of GPU memory vLLM may take (weights + KV cache) when colocated with the trainer."""
 
 
 @dataclass
@@ -74,26 +78,35 @@ class AlgorithmConfig:
     reward_args: dict[str, Any] = field(default_factory=dict)
     """Fields of lmmr1.rewards.RewardConfig."""
     eps_clip_low: float = 0.2
+    """Lower clip of the PPO ratio, 1 - eps_clip_low (binds on negative advantages)."""
     eps_clip_high: float = 0.2
     """Asymmetric clip (NGRPO 0.16 / 0.24, DAPO 0.2 / 0.28)."""
     dual_clip: float | None = None
+    """Dual-clip constant c (> 1) bounding the loss of negative-advantage tokens; None disables it."""
     loss_agg_mode: str = "token-mean"
     """token-mean, seq-mean-token-mean, seq-mean-token-sum-norm."""
     kl_coef: float = 0.0
     """Weight of the KL to the frozen initial policy; 0 disables the reference model."""
     kl_estimator: str = "k3"
+    """KL estimator for the KL loss: k1, k2 or k3 (Schulman's estimators)."""
     entropy_coef: float = 0.0
+    """Weight of the entropy bonus (0: off)."""
 
 
 @dataclass
 class OptimConfig:
     lr: float = 1e-5
+    """Peak learning rate of the policy (AdamW)."""
     betas: tuple[float, float] = (0.9, 0.95)
+    """AdamW betas (OpenRLHF default)."""
     weight_decay: float = 0.0
+    """AdamW weight decay (OpenRLHF l2 default 0)."""
     warmup_ratio: float = 0.03
+    """Fraction of optimizer updates spent in linear LR warm-up."""
     min_lr_ratio: float = 0.1
     """Cosine decay to min_lr_ratio * lr (OpenRLHF's cosine_with_min_lr)."""
     max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
     ppo_epochs: int = 1
     """Passes over each rollout batch."""
     updates_per_step: int = 1
@@ -107,7 +120,9 @@ class TrainConfig:
     steps: int = 20
     """RL steps (one rollout batch each)."""
     seed: int = 0
+    """Seed of data order, sampling and initialisation."""
     run_dir: str = "runs/default"
+    """Run directory: config, metrics.jsonl, checkpoints, final/ HF checkpoint, report."""
     save_every: int = 10
     """Checkpoint every N steps (and at the end)."""
     keep_last: int = 2
@@ -117,6 +132,7 @@ class TrainConfig:
     eval_every: int = 0
     """Held-out eval every N steps (0: only before and after training)."""
     tensorboard: bool = True
+    """Also write TensorBoard event files (metrics.jsonl is always written)."""
     progress: bool = True
     """Show a progress bar with the live reward."""
 
@@ -217,3 +233,104 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
 
 def to_dict(config) -> dict:
     return dataclasses.asdict(config)
+
+
+# ------------------------------------------------------------------------------------------------ stages
+
+
+@dataclass
+class StageSection:
+    name: str = "fre"
+    """Stage name (fre, mgt, or any label); used in logs and the report title."""
+    engine: str = "local"
+    """"local" (lmmr1.engine.local: one process, one device) or "openrlhf" (Ray cluster; not wired yet)."""
+    init_from: str = ""
+    """Where the policy starts. "": `model.path` as given. A run directory holding `final/` (the run-directory
+    convention: MGT starts from `runs/<fre run>/final`), or an explicit HF checkpoint directory. The stage
+    prints which of the two it used."""
+    report: bool = True
+    """Write report.md and PNG curves into the run directory after the stage."""
+
+
+@dataclass
+class SyntheticConfig:
+    train_tasks: list[str] = field(default_factory=list)
+    """Synthetic tasks (data_pipelines.synthetic) generated into `<run_dir>/data/` on first use as the training
+    set; empty: use `data.train_files`. Setting both is an error."""
+    eval_tasks: list[str] = field(default_factory=list)
+    """Synthetic held-out tasks (a disjoint seed), written to `<run_dir>/data/eval.jsonl`."""
+    n_train: int = 256
+    """Training examples per task."""
+    n_eval: int = 32
+    """Held-out examples per task."""
+    seed: int = 0
+    """Generator seed of the training set (held-out uses seed + 1000): same seed, byte-identical data."""
+    difficulty: str = "1"
+    """Difficulty level N or range A-B (1..5)."""
+    unanswerable_fraction: float = 0.0
+    """Fraction of unanswerable variants (answer UNANSWERABLE; for UCPO-style abstention)."""
+    image_size: int = 112
+    """Image side in pixels (a multiple of 28); small keeps the tiny model's prompts short."""
+    system_prompt: str = "auto"
+    """System prompt of generated records: auto (lmm_r1, or abstain with unanswerable variants), lmm_r1, abstain,
+    none, or literal text. The tiny default uses none: a random model cannot read instructions, and LMM-R1's
+    ~100-word prompt would multiply every forward's cost on a CPU."""
+
+
+@dataclass
+class WarmupConfig:
+    steps: int = 0
+    """Supervised format warm-up steps before RL (0: none). Each step is one cross-entropy update on
+    well-formed `<think>..</think><answer>\\boxed{gold}</answer>` responses to training questions."""
+    batch_size: int = 16
+    """Responses per warm-up step."""
+    lr: float = 3e-3
+    """Warm-up learning rate (constant, AdamW)."""
+
+
+@dataclass
+class StageConfig(RunConfig):
+    """One stage = a RunConfig (the engine's settings) plus how the stage gets its model and data."""
+
+    stage: StageSection = field(default_factory=StageSection)
+    synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
+    warmup: WarmupConfig = field(default_factory=WarmupConfig)
+
+
+def field_docs(cls) -> dict[str, str]:
+    """`{dotted.key: docstring}` for every field of dataclass `cls`, nested sections included, read from the
+    string literal that follows each field in its class body (the house style's `--help` source)."""
+    import ast
+    import inspect
+    import textwrap
+
+    out: dict[str, str] = {}
+
+    def own_docs(klass) -> dict[str, str]:
+        docs: dict[str, str] = {}
+        for base in reversed(klass.__mro__):
+            if not dataclasses.is_dataclass(base):
+                continue
+            tree = ast.parse(textwrap.dedent(inspect.getsource(base)))
+            body = tree.body[0].body
+            for node, after in zip(body, body[1:] + [None]):
+                if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                    doc = ""
+                    if (isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant)
+                            and isinstance(after.value.value, str)):
+                        doc = " ".join(after.value.value.split())
+                    docs[node.target.id] = doc
+        return docs
+
+    def walk(klass, prefix: str) -> None:
+        docs = own_docs(klass)
+        hints = typing.get_type_hints(klass)
+        for f in dataclasses.fields(klass):
+            key = f"{prefix}{f.name}"
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], key + ".")
+            else:
+                out[key] = docs.get(f.name, "")
+
+    walk(cls, "")
+    return out
