@@ -42,6 +42,7 @@ class VLLMRollout:
         """
         if llm is None:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core in this process
+            os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # not an INFO block per weight push
             vllm = require("vllm", "The vLLM rollout backend")
             kwargs = dict(model=str(model_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
                           limit_mm_per_prompt={"image": max_images_per_prompt, "video": 0},
