@@ -11,7 +11,7 @@ Conventions (also in docs/eval.md):
 - UCPO's metrics are over samples classified R (correct), W (wrong) and U (uncertain: the response abstains
   on an answerable question). An `invalid` response (no gradable answer) did not abstain, so it counts as W.
   On an unanswerable question (gold `[unanswerable]`) abstaining is R and answering is W (lmmr1.rewards).
-  The papers' exact definitions are not public (shared/research/algorithms.md 2.5); ours:
+  The papers' exact definitions are not public; ours:
       accuracy         = R / N
       PAQ              = R / (R + W)          precision over answered samples (0 when nothing was answered)
       F1               = 2 PAQ acc / (PAQ + acc)   harmonic mean of PAQ and accuracy (0 when both are 0)

@@ -1,4 +1,4 @@
-"""Advantage estimators: pinned numbers from shared/research/algorithms.md, invariants, naive-loop and real
+"""Advantage estimators: pinned numbers from the papers' tables and worked examples, invariants, naive-loop and real
 OpenRLHF 0.11.2 comparisons, property tests, and the bad-input errors."""
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ Convention choices, each a config field where the sources disagree:
 * std: `torch.std`'s unbiased (Bessel, divide by n - 1) std, as OpenRLHF 0.11.2's `group_norm` and the
   official NGRPO code (verl fork) compute it; population std (divide by n) is `unbiased_std=False`.
   NGRPO's Eq. 6 prints the population form, but its Figure 3 values match the unbiased one (the table in
-  `shared/research/algorithms.md` §1.2 has both; NGRPO's numbers move ~6% between them).
+  tests/test_estimators.py pins both; NGRPO's numbers move ~6% between them).
 * eps sits outside the square root, added to the std: (r - mu) / (sigma + eps). GRPO's default is
   OpenRLHF's 1e-9 (LMM-R1 trains on OpenRLHF); NGRPO's is 1e-6 (its code). reinforce_baseline's whitening
   instead clamps the variance under the root, as OpenRLHF does: rsqrt(max(var, 1e-8)).
@@ -347,7 +347,7 @@ class UCPOConfig:
 
     w: float = 1.0
     """Weight of the uncertainty-suppression term of gamma(q). The paper's value is unknown; 1.0 is the
-    value the worked examples in shared/research/algorithms.md §2.3 use."""
+    value UCPO's worked examples use."""
     eps: float = 1e-6
     """Added to the deterministic channel's std, outside the root (value not published; verl's 1e-6)."""
     gamma_eps: float = 1e-6

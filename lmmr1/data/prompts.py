@@ -1,8 +1,7 @@
 """System prompts used when building records from datasets that carry none.
 
-`LMM_R1_SYSTEM_PROMPT` is the one in LMM-R1's example rows (TideDra/lmm-r1 `examples/data/test_message.jsonl`,
-quoted in shared/research/lmmr1.md section 2), kept verbatim, grammar included, because the released
-policies were trained with it. `ABSTAIN_SYSTEM_PROMPT` adds the licence to abstain that UCPO-style
+`LMM_R1_SYSTEM_PROMPT` is the one in LMM-R1's example rows (TideDra/lmm-r1 `examples/data/test_message.jsonl`),
+kept verbatim, grammar included, because the released policies were trained with it. `ABSTAIN_SYSTEM_PROMPT` adds the licence to abstain that UCPO-style
 unanswerable variants need (our wording: the UCPO prompt is not public).
 """
 
