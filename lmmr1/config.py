@@ -289,12 +289,22 @@ class WarmupConfig:
 
 
 @dataclass
+class EvalSection:
+    suites: list[str] = field(default_factory=list)
+    """Eval suites (built-in names of eval.suites, or suite YAML files) run on the stage's final checkpoint after
+    training, through the eval harness (`python -m eval.run`); results in `<run_dir>/eval/<suite>/`."""
+    overrides: list[str] = field(default_factory=list)
+    """`key=value` settings of those suites (eval.suites.EvalConfig), e.g. [limit=100, backend=hf]."""
+
+
+@dataclass
 class StageConfig(RunConfig):
     """One stage = a RunConfig (the engine's settings) plus how the stage gets its model and data."""
 
     stage: StageSection = field(default_factory=StageSection)
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
+    eval: EvalSection = field(default_factory=EvalSection)
 
 
 def field_docs(cls) -> dict[str, str]:

@@ -187,7 +187,8 @@ def test_fre_then_mgt_through_the_cli(tmp_path):
         timeout=300)
     fre = cli("fre", [f"train.run_dir={fre_dir}", "warmup.steps=2", "warmup.batch_size=4"])
     assert fre.returncode == 0, fre.stderr[-3000:]
-    mgt = cli("mgt", [f"train.run_dir={mgt_dir}", f"stage.init_from={fre_dir}", "synthetic.image_size=28"])
+    mgt = cli("mgt", [f"train.run_dir={mgt_dir}", f"stage.init_from={fre_dir}", "synthetic.image_size=28",
+                      "eval.suites=[synthetic-mm]", "eval.overrides=[backend=hf, limit=2, max_new_tokens=8]"])
     assert mgt.returncode == 0, mgt.stderr[-3000:]
 
     # MGT started from FRE's final/ by the run-directory convention, and said so.
@@ -203,6 +204,11 @@ def test_fre_then_mgt_through_the_cli(tmp_path):
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         assert [r["step"] for r in rows] == [0, 1, 2] and "eval/accuracy" in rows[-1]
         assert "Held-out accuracy before RL" in (run_dir / "report.md").read_text()
+    # MGT ran its eval suite through the eval harness on final/.
+    suite_dir = mgt_dir / "eval" / "synthetic-mm"
+    assert (suite_dir / "results.json").is_file() and (suite_dir / "report.md").is_file(), sorted(suite_dir.iterdir())
+    assert "Eval suite `synthetic-mm`" in (mgt_dir / "report.md").read_text()
+    assert "synthetic-mm" in json.loads((mgt_dir / "stage_summary.json").read_text())["eval_suites"]
     mgt_records = [json.loads(line) for line in (mgt_dir / "data/train.jsonl").read_text().splitlines()]
     assert all(r["images"] for r in mgt_records)  # MGT data is multimodal
     fre_records = [json.loads(line) for line in (fre_dir / "data/train.jsonl").read_text().splitlines()]

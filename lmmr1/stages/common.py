@@ -162,6 +162,13 @@ def validate(cfg: StageConfig, check_paths: bool = True) -> Resolved | None:
         raise ConfigError("set either synthetic.eval_tasks (generated data) or data.eval_files, not both")
     if not cfg.synthetic.train_tasks and not cfg.data.train_files:
         raise ConfigError("no training data: set data.train_files (record JSONL) or synthetic.train_tasks")
+    for spec in cfg.eval.suites:
+        from eval.suites import load_suite
+
+        try:
+            load_suite(spec, cfg.eval.overrides)
+        except (ConfigError, FileNotFoundError) as err:
+            raise ConfigError(f"eval.suites: {err}") from None
     if not check_paths:
         return None
     resolved = resolve_init(cfg)
@@ -246,9 +253,13 @@ def run_stage(cfg: StageConfig, resolved: Resolved | None = None) -> Path:
 
     run_dir = local.run(cfg)
     summary["final_checkpoint"] = str((run_dir / "final").resolve())
+
+    # 5. The stage's eval suites on final/ (the eval harness, as `python -m eval.run --model <run_dir>`).
+    if cfg.eval.suites:
+        summary["eval_suites"] = run_eval_suites(cfg, run_dir)
     (run_dir / "stage_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    # 5. The report.
+    # 6. The report.
     if cfg.stage.report:
         from lmmr1.stages.report import write_report
 
@@ -257,6 +268,26 @@ def run_stage(cfg: StageConfig, resolved: Resolved | None = None) -> Path:
     print(f"[{cfg.stage.name}] final checkpoint (the next stage's stage.init_from={run_dir}): {run_dir / 'final'}",
           flush=True)
     return run_dir
+
+
+def run_eval_suites(cfg: StageConfig, run_dir: Path) -> dict[str, dict]:
+    """Run `eval.suites` on `run_dir/final` with one rollout engine; {suite: {"summary": ..., "report": path}}."""
+    import gc
+
+    from eval.run import build_backend, resolve_model, run_suite
+    from eval.suites import load_suite
+
+    gc.collect()  # the training engine (and its vLLM memory) is gone before the eval engine starts
+    checkpoint, base, _ = resolve_model(str(run_dir))
+    suites = [load_suite(spec, cfg.eval.overrides, base_config=base) for spec in cfg.eval.suites]
+    backend, processor = build_backend(checkpoint, suites[0].config)
+    results = {}
+    for suite in suites:
+        out_dir = run_dir / "eval" / suite.name
+        result = run_suite(suite, checkpoint, out_dir, backend=backend, processor=processor)
+        results[suite.name] = {"summary": result["summary"], "report": str(out_dir)}
+        print(f"[{cfg.stage.name}] eval suite {suite.name}: {out_dir}", flush=True)
+    return results
 
 
 def evaluate_checkpoint(model_dir, eval_files: list[str], cfg: StageConfig) -> dict[str, float]:

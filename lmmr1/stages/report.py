@@ -85,6 +85,9 @@ def write_report(run_dir: Path, summary: dict | None = None) -> Path:
         "",
         *[f"![{p.stem}]({p.name})" for p in plots],
         "",
+        *[f"- Eval suite `{name}`: {json.dumps(r['summary'], sort_keys=True)} (report: {r['report']})"
+          for name, r in (summary.get("eval_suites") or {}).items()],
+        "",
         "Metrics: metrics.jsonl; resolved config: config.json; versions and git revision: versions.json.",
         "",
     ]
