@@ -87,8 +87,12 @@ class AlgorithmConfig:
     """token-mean, seq-mean-token-mean, seq-mean-token-sum-norm."""
     kl_coef: float = 0.0
     """Weight of the KL to the frozen initial policy; 0 disables the reference model."""
+    kl_mode: str = "loss"
+    """How the KL to the reference enters (when kl_coef > 0): "loss" (GRPO: kl_coef * agg(KL) added to the loss)
+    or "reward" (OpenRLHF / LMM-R1: -kl_coef * KL_t on every response token, reward-to-go advantages; use
+    kl_estimator k1 as they do)."""
     kl_estimator: str = "k3"
-    """KL estimator for the KL loss: k1, k2 or k3 (Schulman's estimators)."""
+    """KL estimator: k1, k2 or k3 (Schulman's estimators)."""
     entropy_coef: float = 0.0
     """Weight of the entropy bonus (0: off)."""
 

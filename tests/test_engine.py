@@ -215,3 +215,24 @@ def test_sigkill_mid_step_then_resume_matches_uninterrupted_run(tmp_path):
         assert got[step].keys() == expected[step].keys()
         for key, value in expected[step].items():
             assert got[step][key] == pytest.approx(value, rel=1e-5, abs=1e-6), (step, key)
+
+
+def test_kl_as_reward_penalty_runs_and_leaves_no_kl_loss(tmp_path):
+    """kl_mode=reward (OpenRLHF / LMM-R1): the KL enters each token's reward, not the loss."""
+    data = write_dataset(tmp_path / "data")
+    cfg = make_config(tmp_path, data, "hf", data={"eval_files": []}, train={"steps": 2, "save_every": 5},
+                      algorithm={"estimator": "ngrpo", "kl_coef": 0.5, "kl_mode": "reward", "kl_estimator": "k1"})
+    rows = read_metrics(local.run(cfg))
+    assert rows[1]["train/kl_loss"] == 0.0 and rows[1]["train/grad_norm"] > 0
+    assert all(r["train/nonfinite_step"] == 0 for r in rows)
+
+
+def test_token_advantages_with_kl_in_the_reward():
+    """A_t = A - kl_coef * sum_{t' >= t} KL_t' (k1: KL_t = log pi_old - log pi_ref), worked by hand:
+    A = 1, kl_coef = 0.5, KL = [0.2, -0.4, 0.6] -> tails [0.4, 0.2, 0.6] -> [0.8, 0.9, 0.7]."""
+    from lmmr1.algorithms import kl_estimate, kl_penalized_advantages
+
+    old, ref = torch.tensor([[0.2, -0.4, 0.6]]), torch.zeros(1, 3)
+    kl = kl_estimate(old, ref, "k1")
+    got = kl_penalized_advantages(torch.tensor([1.0]), kl, torch.ones(1, 3), 0.5)
+    assert torch.allclose(got, torch.tensor([[0.8, 0.9, 0.7]]))

@@ -30,7 +30,10 @@ from pathlib import Path
 
 import torch
 
-from lmmr1.algorithms import FilterConfig, PolicyLossConfig, get_estimator, get_filter, outcomes_to_tensor, policy_loss
+from lmmr1.algorithms import (
+    FilterConfig, PolicyLossConfig, get_estimator, get_filter, kl_estimate, kl_penalized_advantages, outcomes_to_tensor,
+    policy_loss,
+)
 from lmmr1.config import RunConfig, to_dict
 from lmmr1.data.images import ImageConfig
 from lmmr1.engine.checkpoint import (
@@ -92,7 +95,7 @@ def run(cfg: RunConfig, backend=None) -> Path:
     loss_config = PolicyLossConfig(
         eps_low=cfg.algorithm.eps_clip_low, eps_high=cfg.algorithm.eps_clip_high, dual_clip=cfg.algorithm.dual_clip,
         loss_agg_mode=cfg.algorithm.loss_agg_mode, max_response_length=cfg.rollout.max_new_tokens,
-        kl_mode="loss" if reference is not None else "none", kl_coef=cfg.algorithm.kl_coef,
+        kl_mode=cfg.algorithm.kl_mode if reference is not None else "none", kl_coef=cfg.algorithm.kl_coef,
         kl_estimator=cfg.algorithm.kl_estimator, entropy_coef=cfg.algorithm.entropy_coef,
     )
 
@@ -376,6 +379,17 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
                 for row, i in enumerate(chunk):
                     ref_logprobs[i] = rlp[row][batch["action_mask"][row].bool()]
 
+    # Per-token advantages: the sequence's advantage on every token, or, with the KL as a reward penalty
+    # (kl_mode="reward"), A_t = A - kl_coef * sum_{t' >= t} KL_t' with KL from the rollout policy vs reference.
+    token_advantages = {}
+    for i in order:
+        A = advantages[i].reshape(1).float()  # [1]
+        if loss_config.kl_mode == "reward":
+            kl = kl_estimate(old_logprobs[i].cpu(), ref_logprobs[i].cpu(), loss_config.kl_estimator)[None]  # [1, L]
+            token_advantages[i] = kl_penalized_advantages(A, kl, torch.ones_like(kl), loss_config.kl_coef)[0]
+        else:
+            token_advantages[i] = A.expand(len(samples[i].response_ids))
+
     stats_sum: dict[str, float] = {}
     n_micro, n_updates, grad_norms = 0, 0, []
     mini_size = math.ceil(len(order) / cfg.optim.updates_per_step)
@@ -391,7 +405,8 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
                 logprobs, entropy = out if need_entropy else (out, None)
                 mask = batch["action_mask"]
                 loss, stats = policy_loss(
-                    logprobs, _scatter(old_logprobs, chunk, mask), advantages[chunk].to(device), mask, loss_config,
+                    logprobs, _scatter(old_logprobs, chunk, mask), _scatter(token_advantages, chunk, mask), mask,
+                    loss_config,
                     ref_log_probs=_scatter(ref_logprobs, chunk, mask) if reference is not None else None,
                     entropy=entropy, num_tokens=num_tokens, num_sequences=float(len(mini)),
                 )

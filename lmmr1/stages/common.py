@@ -139,6 +139,8 @@ def validate(cfg: StageConfig, check_paths: bool = True) -> Resolved | None:
     name_in("algorithm.group_filter", cfg.algorithm.group_filter, FILTERS)
     name_in("algorithm.reward", cfg.algorithm.reward, REWARDS)
     name_in("model.dtype", cfg.model.dtype, ("float32", "bfloat16"))
+    name_in("algorithm.kl_mode", cfg.algorithm.kl_mode, ("loss", "reward"))
+    name_in("algorithm.kl_estimator", cfg.algorithm.kl_estimator, ("k1", "k2", "k3"))
     try:
         ESTIMATORS[cfg.algorithm.estimator].make_config(**cfg.algorithm.estimator_args)
     except (TypeError, ValueError) as err:
