@@ -18,6 +18,8 @@ a gold string.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -90,3 +92,18 @@ def play_episode(env: Env, record: Any, policy: Callable[[Observation], str], ma
             components[name] = components.get(name, 0.0) + value
         infos.append(info)
     return EpisodeResult(total, turns, invalid, done, components, infos)
+
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def action_text(reply: str) -> str:
+    """The part of a reply that names the action(s): the content of the last <answer>...</answer>; else, after
+    MageBench's "# action" marker, its first non-empty line; else the whole reply."""
+    answers = _ANSWER.findall(reply)
+    if answers:
+        return answers[-1]
+    if "# action" in reply:
+        after = reply.split("# action", 1)[1]
+        return next((line for line in after.splitlines() if line.strip()), "")
+    return reply

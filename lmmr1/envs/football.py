@@ -48,7 +48,7 @@ import numpy as np
 from PIL import Image
 
 from lmmr1.envs import register_env
-from lmmr1.envs.base import Observation, StepResult, record_meta
+from lmmr1.envs.base import Observation, StepResult, action_text, record_meta
 from lmmr1.envs.football_render import DEFAULT_SIZE, draw_topdown
 from lmmr1.envs.football_reward import COMPONENTS, ShapingState, initial_state, shaped_reward, we_have_ball
 from lmmr1.utils.optional import require
@@ -172,8 +172,6 @@ def scenario_level(scenario: str) -> str:
 
 # ------------------------------------------------------------------------------------------------ actions
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
 
 def parse_action(text: str) -> str | None:
     """The action named in a reply, or None.
@@ -181,15 +179,7 @@ def parse_action(text: str) -> str | None:
     Rule: the content of the last <answer>...</answer>; else, after MageBench's "# action" marker, its first
     non-empty line; else the whole reply. Stripped of whitespace, quotes and backticks and lower-cased, it
     must be one of ACTIONS exactly."""
-    answers = _ANSWER.findall(text)
-    if answers:
-        candidate = answers[-1]
-    elif "# action" in text:
-        after = text.split("# action", 1)[1]
-        candidate = next((line for line in after.splitlines() if line.strip()), "")
-    else:
-        candidate = text
-    candidate = candidate.strip().strip("`'\"").strip().lower()
+    candidate = action_text(text).strip().strip("`'\"").strip().lower()
     return candidate if candidate in ACTIONS else None
 
 

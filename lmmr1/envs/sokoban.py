@@ -48,7 +48,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from lmmr1.envs import register_env
-from lmmr1.envs.base import Observation, StepResult, record_meta
+from lmmr1.envs.base import Observation, StepResult, action_text, record_meta
 
 Cell = tuple[int, int]
 
@@ -514,21 +514,12 @@ def sokoban_plan_reward(response_text: str, record: Any) -> PlanReward:
 
 # ------------------------------------------------------------------------------------- the interactive env
 
-_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
-
 
 def parse_actions(text: str, max_actions: int) -> list[str] | None:
     """The actions of one interactive reply, or None. Rule: the last <answer>...</answer>, else the first
     non-empty line after MageBench's "# action", else the whole reply; split on commas; every item
     (stripped, lower-cased) must be up/down/left/right, and there must be 1..max_actions of them."""
-    answers = _ANSWER.findall(text)
-    if answers:
-        candidate = answers[-1]
-    elif "# action" in text:
-        after = text.split("# action", 1)[1]
-        candidate = next((line for line in after.splitlines() if line.strip()), "")
-    else:
-        candidate = text
+    candidate = action_text(text)
     items = [a.strip().strip("`'\"").strip().lower() for a in candidate.split(",")]
     if not items or len(items) > max_actions or not all(a in MOVES for a in items):
         return None
