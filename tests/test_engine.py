@@ -249,3 +249,19 @@ def test_bfloat16_training_on_cpu(tmp_path):
     from transformers import AutoConfig
 
     assert AutoConfig.from_pretrained(Path(cfg.train.run_dir) / "final").text_config.dtype in ("bfloat16", torch.bfloat16)
+
+
+def test_pixel_overrides_prepare_a_model_dir_both_engines_load(tmp_path):
+    """model.min_pixels / max_pixels: a prepared copy whose processor carries them; the source is untouched."""
+    from transformers import AutoProcessor
+
+    source = local.resolve_model_path("tiny")
+    cfg = from_dict(RunConfig, {"model": {"min_pixels": 8 * 28 * 28, "max_pixels": 64 * 28 * 28}})
+    prepared = local.prepare_model_dir(source, cfg, tmp_path)
+    assert prepared == tmp_path / "prepared_model"
+    assert AutoProcessor.from_pretrained(prepared).image_processor.size == {
+        "shortest_edge": 8 * 28 * 28, "longest_edge": 64 * 28 * 28}
+    assert AutoProcessor.from_pretrained(source).image_processor.size == {
+        "shortest_edge": 4 * 28 * 28, "longest_edge": 256 * 28 * 28}
+    # The weights are the source's (hard-linked where the filesystem allows, else copied).
+    assert (prepared / "model.safetensors").read_bytes() == (source / "model.safetensors").read_bytes()

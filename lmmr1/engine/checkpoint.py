@@ -54,6 +54,18 @@ def save_hf(model, processor, out: Path) -> None:
     processor.save_pretrained(out)
 
 
+def save_hf_atomic(model, processor, out: Path) -> Path:
+    """`save_hf` into `.tmp-<name>` beside `out`, then rename over `out` (a crash leaves the old one or none)."""
+    out = Path(out)
+    tmp = out.with_name(f".tmp-{out.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_hf(model, processor, tmp)
+    if out.exists():
+        shutil.rmtree(out)
+    os.rename(tmp, out)
+    return out
+
+
 def save_checkpoint(run_dir: Path, step: int, model, processor, state: dict, keep_last: int = 2) -> Path:
     """Write checkpoints/step_{step} atomically and prune older ones (keeping `keep_last`)."""
     root = Path(run_dir) / "checkpoints"

@@ -75,6 +75,19 @@ def prepare(row: Row, processor, image_config: ImageConfig, max_prompt_len: int)
     return Prompt(row.record, encoded, row.where)
 
 
+def try_prepare(row: Row, processor, image_config: ImageConfig, max_prompt_len: int, skipped: Counter) -> Prompt | None:
+    """`prepare`, or None for a record that cannot become a prompt (its reason counted in `skipped`, logged)."""
+    try:
+        return prepare(row, processor, image_config, max_prompt_len)
+    except ImageLoadError as err:
+        skipped[f"image_{err.reason}"] += 1
+        log.warning("%s: images: %s; record skipped", row.where, err)
+    except PromptTooLongError as err:
+        skipped["prompt_too_long"] += 1
+        log.warning("%s: messages: %s; record skipped", row.where, err)
+    return None
+
+
 class PromptSource:
     """An endless, seeded, resumable stream of prompts over a record set."""
 
@@ -112,18 +125,12 @@ class PromptSource:
         out: list[Prompt] = []
         failures_in_a_row = 0
         while len(out) < n:
-            row = self._next_row()
-            try:
-                out.append(prepare(row, self.processor, self.image_config, self.max_prompt_len))
+            prompt = try_prepare(self._next_row(), self.processor, self.image_config, self.max_prompt_len, self.skipped)
+            if prompt is None:
+                failures_in_a_row += 1
+            else:
+                out.append(prompt)
                 failures_in_a_row = 0
-            except ImageLoadError as err:
-                self.skipped[f"image_{err.reason}"] += 1
-                log.warning("%s: images: %s; record skipped", row.where, err)
-                failures_in_a_row += 1
-            except PromptTooLongError as err:
-                self.skipped["prompt_too_long"] += 1
-                log.warning("%s: messages: %s; record skipped", row.where, err)
-                failures_in_a_row += 1
             if failures_in_a_row > len(self.rows):
                 raise ValueError(f"no record of the dataset can be used (skipped: {dict(self.skipped)})")
         return out
@@ -149,10 +156,7 @@ def load_eval_prompts(files: list[str], processor, image_config: ImageConfig, ma
     for row in read_rows(files, skipped):
         if len(prompts) >= limit:
             break
-        try:
-            prompts.append(prepare(row, processor, image_config, max_prompt_len))
-        except ImageLoadError as err:
-            skipped[f"image_{err.reason}"] += 1
-        except PromptTooLongError:
-            skipped["prompt_too_long"] += 1
+        prompt = try_prepare(row, processor, image_config, max_prompt_len, skipped)
+        if prompt is not None:
+            prompts.append(prompt)
     return prompts, skipped

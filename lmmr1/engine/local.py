@@ -25,6 +25,7 @@ import logging
 import math
 import os
 import platform
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -37,7 +38,7 @@ from lmmr1.algorithms import (
 from lmmr1.config import RunConfig, to_dict
 from lmmr1.data.images import ImageConfig
 from lmmr1.engine.checkpoint import (
-    load_trainer_state, resolve_resume, rng_state, save_checkpoint, save_hf, set_rng_state,
+    load_trainer_state, resolve_resume, rng_state, save_checkpoint, save_hf_atomic, set_rng_state,
 )
 from lmmr1.engine.data import PromptSource, load_eval_prompts
 from lmmr1.engine.logging import MetricsLogger, PhaseTimer
@@ -174,14 +175,7 @@ def run(cfg: RunConfig, backend=None) -> Path:
     # 8. The final HF checkpoint: what the next stage starts from.
     progress.close()
     logger.close()
-    final = run_dir / "final"
-    tmp = run_dir / ".tmp-final"
-    save_hf(policy, processor, tmp)
-    if final.exists():
-        import shutil
-
-        shutil.rmtree(final)
-    os.rename(tmp, final)
+    save_hf_atomic(policy, processor, run_dir / "final")
     return run_dir
 
 
@@ -231,14 +225,14 @@ def prepare_model_dir(model_dir: Path, cfg: RunConfig, run_dir: Path) -> Path:
     if cfg.model.min_pixels is None and cfg.model.max_pixels is None:
         return model_dir
     prepared = run_dir / "prepared_model"
-    if prepared.exists():
-        import shutil
-
-        shutil.rmtree(prepared)
+    shutil.rmtree(prepared, ignore_errors=True)
     prepared.mkdir(parents=True)
     for item in model_dir.iterdir():
         if item.is_file():
-            os.link(item, prepared / item.name) if _same_fs(item, prepared) else _copy(item, prepared / item.name)
+            try:
+                os.link(item, prepared / item.name)
+            except OSError:  # another filesystem
+                shutil.copy2(item, prepared / item.name)
     processor = load_processor(model_dir)
     size = dict(processor.image_processor.size)
     if cfg.model.min_pixels is not None:
@@ -251,16 +245,6 @@ def prepare_model_dir(model_dir: Path, cfg: RunConfig, run_dir: Path) -> Path:
         (prepared / name).unlink(missing_ok=True)
     processor.save_pretrained(prepared)
     return prepared
-
-
-def _same_fs(a: Path, b: Path) -> bool:
-    return os.stat(a).st_dev == os.stat(b).st_dev
-
-
-def _copy(src: Path, dst: Path) -> None:
-    import shutil
-
-    shutil.copy2(src, dst)
 
 
 def load_processor(model_dir: Path):
@@ -323,36 +307,19 @@ def sampling_seed(seed: int, step: int) -> int:
 
 
 def resume_from(checkpoint: Path, policy, optimizer, scheduler, train_prompts: PromptSource) -> int:
-    from safetensors.torch import load_file
+    """Weights (loaded by transformers, which maps saved names onto the module's own), optimizer, scheduler,
+    data position and RNG states of a checkpoint; returns its step."""
+    from transformers import AutoModelForImageTextToText
 
-    weights = {}
-    for shard in sorted((checkpoint / "model").glob("*.safetensors")):
-        weights.update(load_file(shard))
-    missing, unexpected = policy.load_state_dict(_to_memory_names(policy, weights), strict=False)
-    missing = [m for m in missing if m != "lm_head.weight"]  # tied to the embedding
-    if missing or unexpected:
-        raise RuntimeError(f"checkpoint {checkpoint}: missing {missing[:5]}, unexpected {unexpected[:5]}")
+    saved = AutoModelForImageTextToText.from_pretrained(checkpoint / "model", dtype=next(policy.parameters()).dtype)
+    policy.load_state_dict(saved.state_dict())
+    del saved
     state = load_trainer_state(checkpoint)
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     train_prompts.load_state(state["data"])
     set_rng_state(state["rng"])
     return int(state["step"])
-
-
-def _to_memory_names(model, saved: dict) -> dict:
-    """transformers 5 saves Qwen2.5-VL as `model.*` / `visual.*` but names it `model.language_model.*` /
-    `model.visual.*` in memory; map saved names onto the module's own."""
-    own = set(model.state_dict())
-    out = {}
-    for name, tensor in saved.items():
-        for candidate in (name, name.replace("model.", "model.language_model.", 1), "model." + name):
-            if candidate in own:
-                out[candidate] = tensor
-                break
-        else:
-            out[name] = tensor
-    return out
 
 
 def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advantages, trained, loss_config, cfg,

@@ -51,7 +51,7 @@ def format_warmup(model_dir: Path, train_files: list[str], out_dir: Path, *, ste
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from lmmr1.data.images import ImageConfig
-    from lmmr1.engine.checkpoint import save_hf
+    from lmmr1.engine.checkpoint import save_hf_atomic
     from lmmr1.engine.data import prepare, read_rows
 
     torch.manual_seed(seed)
@@ -103,13 +103,6 @@ def format_warmup(model_dir: Path, train_files: list[str], out_dir: Path, *, ste
         torch.nn.utils.clip_grad_norm_([p for p in policy.parameters() if p.requires_grad], 1.0)
         optimizer.step()
         losses.append(loss.item())
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".tmp-{out_dir.name}")
-    if tmp.exists():
-        import shutil
-
-        shutil.rmtree(tmp)
-    save_hf(policy, processor, tmp)
-    tmp.rename(out_dir)
+    save_hf_atomic(policy, processor, Path(out_dir))
     return {"warmup/steps": float(steps), "warmup/loss_first": losses[0] if losses else float("nan"),
             "warmup/loss_last": losses[-1] if losses else float("nan")}
