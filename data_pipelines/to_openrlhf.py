@@ -1,7 +1,7 @@
 """lmmr1 records -> OpenRLHF 0.11 prompt JSONL.
 
 Each record becomes one row that OpenRLHF's `PromptDataset` reads with
-    --data.input_key messages --data.label_key answer --data.image_key images --data.apply_chat_template
+    --data.input_key messages --data.label_key label --data.image_key images --data.apply_chat_template
 (openrlhf 0.11.2 `openrlhf/datasets/prompts_dataset.py`):
 
     messages    the chat, every `content` as a list of items ({"type": "text", "text": ...} / {"type": "image"}).
@@ -10,7 +10,10 @@ Each record becomes one row that OpenRLHF's `PromptDataset` reads with
                 string contents never touches our text.
     images      absolute paths (symlinks resolved), in placeholder order: OpenRLHF opens them in the
                 rollout actors, so they must be reachable from every node.
-    answer      the gold answer (the label our reward_func receives).
+    answer      the gold answer.
+    label       {"answer": ..., "meta": {...}} as a JSON string: the label lmmr1's reward_func receives
+                (`--data.label_key label`), so rewards that read the record's meta (football, Sokoban) work
+                in OpenRLHF's rollout actors too; `--data.label_key answer` passes the bare answer.
     datasource  the record's source ("default" when empty): OpenRLHF's per-source eval metrics key.
     task        the record's task.
     meta        the record's meta as a JSON string (one Arrow type whatever the keys).
@@ -43,7 +46,7 @@ from lmmr1.data.images import ImageConfig, load_image, resolve_image_path
 from lmmr1.data.records import Record, validate_record
 
 OPENRLHF_FLAGS = (
-    "--data.input_key messages --data.label_key answer --data.image_key images --data.apply_chat_template"
+    "--data.input_key messages --data.label_key label --data.image_key images --data.apply_chat_template"
 )
 
 
@@ -58,6 +61,7 @@ def record_to_openrlhf(record: Record, root: str | Path) -> dict[str, Any]:
         "messages": messages,
         "images": [str(resolve_image_path(ref, root)) for ref in record.images],
         "answer": record.answer,
+        "label": json.dumps({"answer": record.answer, "meta": record.meta}, ensure_ascii=False, sort_keys=True),
         "datasource": record.source or "default",
         "task": record.task,
         "meta": json.dumps(record.meta, ensure_ascii=False, sort_keys=True),

@@ -247,7 +247,8 @@ class StageSection:
     name: str = "fre"
     """Stage name (fre, mgt, or any label); used in logs and the report title."""
     engine: str = "local"
-    """"local" (lmmr1.engine.local: one process, one device) or "openrlhf" (Ray cluster; not wired yet)."""
+    """"local" (lmmr1.engine.local: one process, one device) or "openrlhf" (OpenRLHF 0.11.2's PPO-Ray on a GPU
+    cluster, lmmr1's estimators, rewards and envs inside; settings of the cluster in section `openrlhf`)."""
     init_from: str = ""
     """Where the policy starts. "": `model.path` as given. A run directory holding `final/` (the run-directory
     convention: MGT starts from `runs/<fre run>/final`), or an explicit HF checkpoint directory. The stage
@@ -302,6 +303,50 @@ class EvalSection:
 
 
 @dataclass
+class OpenRLHFSection:
+    """Cluster layout of `stage.engine: openrlhf` (OpenRLHF 0.11.2's PPO-Ray; see docs/distributed.md). The
+    algorithm, rollout, optimizer and checkpoint settings come from the other sections."""
+
+    ray_address: str = ""
+    """"": start a local Ray on this node (single node). "auto" or "<head ip>:6379": join an existing Ray
+    cluster (multi-node; lmmr1 must be installed on every node and paths reachable from every node)."""
+    num_nodes: int = 1
+    """Nodes of the actor (and reference) model group."""
+    gpus_per_node: int = 8
+    """GPUs per node of the actor (and reference) model group."""
+    vllm_num_engines: int = 8
+    """vLLM rollout engines (with colocate_all: num_nodes x gpus_per_node / vllm_tensor_parallel_size)."""
+    vllm_tensor_parallel_size: int = 1
+    """GPUs per vLLM engine."""
+    vllm_sync_backend: str = "nccl"
+    """DeepSpeed -> vLLM weight broadcast backend (nccl, or gloo as LMM-R1's scripts)."""
+    colocate_all: bool = True
+    """Actor, reference and vLLM engines share the GPUs (LMM-R1: --colocate_all_models)."""
+    vllm_enable_sleep: bool = True
+    """vLLM sleeps (frees its memory) while DeepSpeed trains; needs colocate_all."""
+    ds_enable_sleep: bool = False
+    """DeepSpeed offloads its states while vLLM generates; needs colocate_all."""
+    enable_prefix_caching: bool = True
+    """vLLM prefix caching (reset after every weight broadcast, with the encoder and multimodal caches)."""
+    enforce_eager: bool = False
+    """Disable CUDA graphs in vLLM."""
+    zero_stage: int = 3
+    """DeepSpeed ZeRO stage (LMM-R1: 3)."""
+    gradient_checkpointing: bool = True
+    """Activation checkpointing in the actor (LMM-R1: on)."""
+    adam_offload: bool = False
+    """Offload Adam states to CPU."""
+    attn_implementation: str = "flash_attention_2"
+    """Attention of the DeepSpeed models (flash_attention_2, sdpa, eager)."""
+    max_images_per_prompt: int = 1
+    """vLLM's limit_mm_per_prompt; > 0 enables OpenRLHF's VLM path (also for text-only FRE, so that the engines
+    and the pad-token handling are the ones MGT uses)."""
+    extra_args: list[str] = field(default_factory=list)
+    """Further OpenRLHF 0.11.2 flags, appended last and validated with the rest, e.g.
+    ["--ds.zpg", "8"]."""
+
+
+@dataclass
 class StageConfig(RunConfig):
     """One stage = a RunConfig (the engine's settings) plus how the stage gets its model and data."""
 
@@ -309,6 +354,7 @@ class StageConfig(RunConfig):
     synthetic: SyntheticConfig = field(default_factory=SyntheticConfig)
     warmup: WarmupConfig = field(default_factory=WarmupConfig)
     eval: EvalSection = field(default_factory=EvalSection)
+    openrlhf: OpenRLHFSection = field(default_factory=OpenRLHFSection)
 
 
 def field_docs(cls) -> dict[str, str]:

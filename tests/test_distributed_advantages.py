@@ -124,3 +124,27 @@ def test_ucpo_without_outcome_logs_is_a_clear_error(openrlhf_cpu):
     experiences, _, _, _ = _experiences(2, 4, seed=4)
     with pytest.raises((GroupInputError, ValueError), match="ucpo"):
         _maker(LmmExperienceMaker, _args("ucpo", 4), 0.0).compute_advantages_and_returns(experiences)
+
+
+def test_lmmr1_flags_choose_estimator_and_filter_as_after_argument_translation(openrlhf_cpu):
+    """After translation OpenRLHF sees `group_norm`; `args.lmmr1` (JSON text, as hierarchize leaves it) says
+    NGRPO with r_max and the drop_all_correct filter: an all-correct group gets advantage 0."""
+    from lmmr1.algorithms import get_estimator
+    from lmmr1.distributed.experience_maker import LmmExperienceMaker
+
+    P, G, kl_coef = 4, 4, 0.0
+    experiences, rewards, action_mask, kl = _experiences(P, G, seed=5)
+    rewards[1] = 1.5  # all correct at r_max = 1.5
+    rewards[2] = 0.0  # all wrong: kept, NGRPO's non-zero advantage
+    for exp in experiences:
+        exp.rewards = rewards.reshape(-1)[exp.index].clone()
+    args = _args("group_norm", G)
+    args.lmmr1 = SimpleNamespace(estimator="ngrpo", estimator_args='{"r_max": 1.5}', group_filter="drop_all_correct")
+    out = _maker(LmmExperienceMaker, args, kl_coef).compute_advantages_and_returns(experiences)
+    expected, _ = get_estimator("ngrpo")(rewards, None, get_estimator("ngrpo").make_config(r_max=1.5))
+    expected[1] = 0.0
+    got = _last_token_advantage(out, P * G, kl_coef, kl, action_mask).reshape(P, G)
+    assert torch.allclose(got, expected.float(), atol=1e-5)
+    assert got[2].abs().min() > 0.1
+    kept = torch.cat([exp.info["lmmr1_group_kept"] for exp in out])
+    assert kept.sum() == (P - 1) * G

@@ -231,9 +231,10 @@ def test_run_all_validates_the_whole_list_first(capsys, tmp_path, monkeypatch):
     assert "optim" in capsys.readouterr().err and not (tmp_path / "runs").exists()
 
 
-def test_openrlhf_engine_is_refused_clearly(tmp_path):
+def test_openrlhf_engine_refuses_the_warmup_before_any_work(tmp_path):
     from lmmr1.stages.common import run_stage
 
     cfg = load_config("fre", None, ["stage.engine=openrlhf", f"train.run_dir={tmp_path}/run"])
-    with pytest.raises(NotImplementedError, match="stage.engine=openrlhf"):
+    with pytest.raises(ConfigError, match="warmup.steps > 0: the format warm-up runs only in the local engine"):
         run_stage(cfg)
+    assert not (tmp_path / "run").exists()

@@ -5,8 +5,8 @@
 
     1. rewards to >= float32, DAPO/ProRL length penalties (`apply_length_penalties`);
     2. samples back in prompt order through `experience.index`, reshaped to [P, G];
-    3. lmmr1's estimator: advantages [P, G], keep [P] = estimator(rewards, outcomes, config)
-       (groups the estimator drops get advantage 0);
+    3. lmmr1's group filter and estimator: advantages [P, G], keep [P] = estimator(rewards, outcomes, config)
+       (groups the filter or the estimator drops get advantage 0);
     4. per token: the scalar on the last action token minus kl_coef * KL (`compute_reward`, clipped to
        `--reward.clip_range`), cumulative returns with gamma = 1, advantages = returns (upstream's path for
        its group estimators);
@@ -17,18 +17,21 @@ lmmr1's `reward_func` logs the indicators `reward_correct`, `reward_wrong`, `rew
 `reward_invalid`, which OpenRLHF stores in `experience.info`. Estimators that need outcomes fail with a
 clear error when those keys are missing.
 
-The estimator name is `args.algo.advantage.estimator`; its config fields come from
-`args.lmmr1.estimator_args` (a mapping) when present.
+The estimator is `args.lmmr1.estimator` (lmmr1's flag; OpenRLHF's own `--algo.advantage.estimator` cannot
+name NGRPO or UCPO), its config fields `args.lmmr1.estimator_args` (a JSON object), the group filter
+`args.lmmr1.group_filter` (groups it drops get advantage 0, as in the local engine). Without lmmr1's flags,
+OpenRLHF's estimator name and no filter.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 
 import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker, apply_length_penalties, compute_reward
 
-from lmmr1.algorithms import Outcome, get_estimator
+from lmmr1.algorithms import FilterConfig, Outcome, get_estimator, get_filter
 
 OUTCOME_KEYS = {"reward_correct": Outcome.CORRECT, "reward_wrong": Outcome.WRONG,
                 "reward_uncertain": Outcome.UNCERTAIN, "reward_invalid": Outcome.INVALID}
@@ -52,12 +55,24 @@ def in_prompt_order(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor
     return out
 
 
+def lmmr1_settings(args) -> tuple[str, dict, str]:
+    """(estimator name, estimator config fields, group filter name) from `args.lmmr1` (lmmr1's flags, see
+    lmmr1.distributed.args); without them, OpenRLHF's estimator name and no filter."""
+    ours = getattr(args, "lmmr1", None)
+    name = getattr(ours, "estimator", None) or args.algo.advantage.estimator
+    options = getattr(ours, "estimator_args", None) or {}
+    if isinstance(options, str):
+        options = json.loads(options)
+    return name, dict(options), getattr(ours, "group_filter", None) or "none"
+
+
 class LmmExperienceMaker(RemoteExperienceMaker):
     def compute_advantages_and_returns(self, experiences):
         args = self.strategy.args
-        estimator = get_estimator(args.algo.advantage.estimator)
-        options = dict(getattr(getattr(args, "lmmr1", None), "estimator_args", None) or {})
+        name, options, filter_name = lmmr1_settings(args)
+        estimator = get_estimator(name)
         config = estimator.make_config(**options)
+        group_filter = get_filter(filter_name)
         G = args.rollout.n_samples_per_prompt
 
         # 1. Rewards to >= float32; length penalties as upstream.
@@ -76,8 +91,10 @@ class LmmExperienceMaker(RemoteExperienceMaker):
                                    .split(exp_len)):
             experience.info["group_reward_std"] = std
 
-        # 3. lmmr1's estimator.
+        # 3. lmmr1's group filter and estimator (dropped groups: advantage 0, as in the local engine).
+        report = group_filter(rewards, outcomes, FilterConfig(r_max=float(options.get("r_max", 1.0))))
         advantages, keep = estimator(rewards, outcomes, config)  # [P, G], [P]
+        keep = keep & report.keep
         scalars = (advantages * keep[:, None]).to(rewards.dtype).reshape(-1)[indices].split(exp_len)
         kept = keep[:, None].expand(-1, G).reshape(-1)[indices].split(exp_len)
 

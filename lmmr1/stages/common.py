@@ -6,7 +6,8 @@ A stage, top to bottom (`run_stage`):
     2. synthetic data generated into `<run_dir>/data/` on first use (deterministic from `synthetic.seed`);
     3. the format warm-up (`warmup.steps` > 0): SFT on well-formed responses, saved as `<run_dir>/warmup/`;
     4. the engine (`stage.engine`): `local` -> `lmmr1.engine.local.run`, writing metrics, checkpoints and
-       `final/` (what the next stage starts from);
+       `final/` (what the next stage starts from); `openrlhf` -> `lmmr1.distributed.launch.run_openrlhf_stage`
+       (OpenRLHF's PPO-Ray on a GPU cluster, the same `final/`);
     5. the report: `report.md` + PNG curves in the run directory.
 
 Everything that can be checked before step 1 is checked by `validate` (unknown keys, registry names,
@@ -171,6 +172,10 @@ def validate(cfg: StageConfig, check_paths: bool = True) -> Resolved | None:
             load_suite(spec, cfg.eval.overrides)
         except (ConfigError, FileNotFoundError) as err:
             raise ConfigError(f"eval.suites: {err}") from None
+    if cfg.stage.engine == "openrlhf":
+        from lmmr1.distributed.launch import check_supported
+
+        check_supported(cfg)
     if not check_paths:
         return None
     resolved = resolve_init(cfg)
@@ -216,9 +221,6 @@ def run_stage(cfg: StageConfig, resolved: Resolved | None = None) -> Path:
     import copy
 
     resolved = resolved or validate(cfg)
-    if cfg.stage.engine == "openrlhf":
-        raise NotImplementedError(
-            "stage.engine=openrlhf: the OpenRLHF launcher is not wired into the stages yet; use stage.engine=local")
     requested = to_dict(cfg)
     cfg = copy.deepcopy(cfg)
     run_dir = Path(cfg.train.run_dir)
@@ -251,9 +253,14 @@ def run_stage(cfg: StageConfig, resolved: Resolved | None = None) -> Path:
         cfg.model.path = str(warm_dir)
 
     # 4. The engine.
-    from lmmr1.engine import local
+    if cfg.stage.engine == "openrlhf":
+        from lmmr1.distributed.launch import run_openrlhf_stage
 
-    run_dir = local.run(cfg)
+        run_dir = run_openrlhf_stage(cfg, run_dir)
+    else:
+        from lmmr1.engine import local
+
+        run_dir = local.run(cfg)
     summary["final_checkpoint"] = str((run_dir / "final").resolve())
 
     # 5. The stage's eval suites on final/ (the eval harness, as `python -m eval.run --model <run_dir>`).
@@ -261,8 +268,8 @@ def run_stage(cfg: StageConfig, resolved: Resolved | None = None) -> Path:
         summary["eval_suites"] = run_eval_suites(cfg, run_dir)
     (run_dir / "stage_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
 
-    # 6. The report.
-    if cfg.stage.report:
+    # 6. The report (from metrics.jsonl; the openrlhf engine logs to TensorBoard instead).
+    if cfg.stage.report and cfg.stage.engine == "local":
         from lmmr1.stages.report import write_report
 
         report = write_report(run_dir, summary)
@@ -354,6 +361,14 @@ def main(stage: str, argv: list[str] | None = None) -> int:
     if args.dry_run:
         print(json.dumps(to_dict(cfg), indent=2))
         print(f"[{cfg.stage.name}] starting checkpoint: {resolved.how}")
+        if cfg.stage.engine == "openrlhf":
+            from lmmr1.distributed.launch import dry_run_command
+
+            try:
+                print(dry_run_command(cfg, resolved.model_path))
+            except ConfigError as err:
+                print(f"config error: {err}", file=sys.stderr)
+                return 2
         return 0
     run_stage(cfg, resolved)
     return 0

@@ -1,0 +1,203 @@
+"""`stage.engine: openrlhf`: a stage on OpenRLHF 0.11.2's PPO-Ray stack with lmmr1's plug-ins.
+
+    python -m lmmr1.stages.fre --config stages/lmmr1_fre_text.yaml stage.engine=openrlhf
+    python -m lmmr1.stages.fre --config stages/lmmr1_fre_text.yaml stage.engine=openrlhf --dry-run  # the command
+    python -m lmmr1.stages.mgt --config stages/lmmr1_mgt_geo.yaml stage.engine=openrlhf   # from FRE's final/
+
+What `run_openrlhf_stage` does, in order:
+    1. inputs: the starting checkpoint, as a prepared model directory when the stage overrides the processor's
+       min/max pixels (the same directory the local engine uses); the record files converted to OpenRLHF's
+       prompt JSONL (bad rows rejected and counted, never passed on);
+    2. arguments: `stage_to_openrlhf` (lmmr1.distributed.args), parsed and checked by OpenRLHF's own parser
+       and rules before Ray starts; written to <run_dir>/openrlhf/command.txt;
+    3. Ray: a local one (single node) or the cluster at `openrlhf.ray_address` (multi-node); the reward's
+       settings travel to the rollout actors as environment variables;
+    4. `train(args)`: OpenRLHF's wiring with lmmr1's classes (lmmr1.distributed.actors): rollout engines that
+       reset their encoder caches after every weight broadcast, the trainer with lmmr1's estimators;
+    5. <run_dir>/final: the HF checkpoint (model + processor) that the next stage starts from, exactly as
+       after the local engine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from lmmr1.config import ConfigError, StageConfig, to_dict
+from lmmr1.distributed.args import Inputs, command_line, parse_and_validate, stage_to_openrlhf
+
+DISTRIBUTED_DIR = "openrlhf"
+"""Subdirectory of the run directory holding the converted data and the command line."""
+
+
+def reward_file() -> str:
+    import lmmr1.rewards.openrlhf_func as module
+
+    return str(Path(module.__file__).resolve())
+
+
+def check_supported(cfg: StageConfig) -> None:
+    """What the distributed engine refuses, before any work."""
+    if cfg.warmup.steps > 0:
+        raise ConfigError("warmup.steps > 0: the format warm-up runs only in the local engine; run it as a local "
+                          "stage first or set warmup.steps=0 for stage.engine=openrlhf")
+    if not cfg.data.train_files and not cfg.synthetic.train_tasks:
+        raise ConfigError("no training data: set data.train_files or synthetic.train_tasks")
+
+
+def count_rows(path: str | Path) -> int:
+    with open(path, encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def convert_records(files: list[str], out: Path) -> tuple[int, dict]:
+    """Record JSONL files -> one OpenRLHF prompt JSONL at `out`; (rows kept, conversion report per file)."""
+    from data_pipelines.to_openrlhf import convert_records_file
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    reports, kept = {}, 0
+    with open(out.with_suffix(".tmp"), "w", encoding="utf-8") as merged:
+        for i, file in enumerate(files):
+            part = out.with_name(f"{out.stem}-{i}.jsonl")
+            report = convert_records_file(file, part)
+            reports[file] = report.to_dict()
+            kept += report.kept
+            merged.write(part.read_text(encoding="utf-8"))
+            part.unlink()
+    out.with_suffix(".tmp").rename(out)
+    if kept == 0:
+        raise ConfigError(f"data: no usable record in {', '.join(files)}: {json.dumps(reports)}")
+    return kept, reports
+
+
+def prepare_inputs(cfg: StageConfig, run_dir: Path, convert: bool = True) -> Inputs:
+    """Model directory and OpenRLHF datasets of the stage. Without `convert` (dry run) nothing is written:
+    the datasets are named where they would be, and counted from the record files."""
+    from lmmr1.engine.local import load_processor, prepare_model_dir, resolve_model_path
+
+    model_dir = resolve_model_path(cfg.model.path)
+    out = run_dir / DISTRIBUTED_DIR
+    train, evals = out / "train.jsonl", out / "eval.jsonl"
+    if convert:
+        model_dir = prepare_model_dir(model_dir, cfg, run_dir)
+        num_prompts, reports = convert_records(cfg.data.train_files, train)
+        if cfg.data.eval_files:
+            reports.update(convert_records(cfg.data.eval_files, evals)[1])
+        (out / "conversion.json").write_text(json.dumps(reports, indent=2) + "\n")
+    elif cfg.synthetic.train_tasks:
+        num_prompts = cfg.synthetic.n_train * len(cfg.synthetic.train_tasks)
+    else:
+        num_prompts = sum(count_rows(f) for f in cfg.data.train_files)
+    mm_kwargs = None
+    if cfg.model.min_pixels is not None or cfg.model.max_pixels is not None:
+        size = load_processor(model_dir).image_processor.size  # the prepared directory's, as vLLM reads it
+        mm_kwargs = {"min_pixels": cfg.model.min_pixels or size["shortest_edge"],
+                     "max_pixels": cfg.model.max_pixels or size["longest_edge"]}
+    return Inputs(model=str(model_dir.resolve()), train_dataset=str(train.resolve()), num_prompts=num_prompts,
+                  reward_file=reward_file(),
+                  eval_dataset=str(evals.resolve()) if cfg.data.eval_files or cfg.synthetic.eval_tasks else None,
+                  mm_processor_kwargs=mm_kwargs)
+
+
+def reward_env(cfg: StageConfig) -> dict[str, str]:
+    """Environment of the rollout actors: which lmmr1 reward `reward_func` computes, with which settings."""
+    return {"LMMR1_REWARD": cfg.algorithm.reward, "LMMR1_REWARD_ARGS": json.dumps(cfg.algorithm.reward_args),
+            "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true")}
+
+
+def connect_ray(address: str, env_vars: dict[str, str]) -> None:
+    """Start a local Ray (address "") or join the cluster at `address`; the job's actors get `env_vars`."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    ray.init(address=address or None, runtime_env={"env_vars": env_vars})
+
+
+def train(args) -> None:
+    """OpenRLHF's PPO-Ray wiring (as its `train_ppo_ray.train`) with lmmr1's rollout engines and trainer.
+
+    lmmr1's estimators never need a critic and its rewards are rule-based (a reward_func file or an agent
+    executor), so there is no critic and no reward-model group."""
+    import ray
+    from openrlhf.trainer.ray.launcher import RayActorGroup, ReferenceModelActor
+    from openrlhf.trainer.ray.ppo_actor import PolicyModelActor
+    from openrlhf.utils import get_strategy
+    from ray.util.placement_group import placement_group
+
+    from lmmr1.distributed.actors import LmmPPOTrainer, create_rollout_engines
+
+    if args.train.async_enable:
+        raise ConfigError("--train.async_enable: lmmr1's openrlhf engine runs OpenRLHF's synchronous trainer")
+    if args.critic.model_name_or_path or not args.reward.remote_url:
+        raise ConfigError("lmmr1's openrlhf engine needs a rule-based reward (reward_func file or agent) and no critic")
+    strategy = get_strategy(args)
+    actor_gpus = args.actor.num_nodes * args.actor.num_gpus_per_node
+    use_ref = args.algo.kl.init_coef > 0
+
+    # Colocated: one placement group of GPU bundles for the actor, the reference and (colocate_all) vLLM.
+    pg = None
+    if args.train.colocate_actor_ref or args.train.colocate_all:
+        pg = placement_group([{"GPU": 1, "CPU": 1}] * actor_gpus, strategy="PACK")
+        ray.get(pg.ready())
+    engines = None
+    if args.vllm.num_engines:
+        if args.train.colocate_all and actor_gpus != args.vllm.num_engines * args.vllm.tensor_parallel_size:
+            raise ConfigError(f"openrlhf.colocate_all: actor GPUs ({actor_gpus}) must equal vllm_num_engines x "
+                              f"vllm_tensor_parallel_size ({args.vllm.num_engines * args.vllm.tensor_parallel_size})")
+        engines = create_rollout_engines(args, pg if args.train.colocate_all else None)
+
+    replicas = args.ds.ring_attn_size * args.ds.tensor_parallel_size
+    gpus_per_actor = 0.2 if pg else 1
+    actor = RayActorGroup(args.actor.num_nodes, args.actor.num_gpus_per_node, PolicyModelActor, pg=pg,
+                          num_gpus_per_actor=gpus_per_actor, duplicate_actors=replicas)
+    reference = (RayActorGroup(args.ref.num_nodes, args.ref.num_gpus_per_node, ReferenceModelActor, pg=pg,
+                               num_gpus_per_actor=gpus_per_actor, duplicate_actors=replicas) if use_ref else None)
+
+    trainer = LmmPPOTrainer.remote(
+        args.actor.model_name_or_path, strategy, actor, None, None, reference, engines,
+        do_sample=True, max_len=args.data.max_len, max_new_tokens=args.rollout.max_new_tokens,
+        temperature=args.rollout.temperature, top_p=args.rollout.top_p)
+    max_steps = ray.get(trainer.get_max_steps.remote())  # sizes the actor's LR schedule
+    refs = actor.async_init_model_from_pretrained(strategy, args.actor.model_name_or_path, max_steps, engines)
+    if reference is not None:
+        refs += reference.async_init_model_from_pretrained(strategy, args.actor.model_name_or_path)
+    ray.get(refs)
+    ray.get(trainer.fit.remote())
+    ray.get(actor.async_save_model())
+
+
+def run_openrlhf_stage(cfg: StageConfig, run_dir: Path) -> Path:
+    """Steps 1-5 of the module docstring (`cfg.model.path` is the resolved starting checkpoint and `cfg.data`
+    names record files)."""
+    check_supported(cfg)
+    inputs = prepare_inputs(cfg, run_dir)
+    argv = stage_to_openrlhf(cfg, inputs)
+    validated = parse_and_validate(argv)
+    for warning in validated.warnings:
+        print(f"[{cfg.stage.name}] OpenRLHF: {warning}", flush=True)
+    out = run_dir / DISTRIBUTED_DIR
+    (out / "command.txt").write_text(f"python -m openrlhf.cli.train_ppo_ray {command_line(argv)}\n")
+    (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
+    print(f"[{cfg.stage.name}] OpenRLHF arguments checked; command in {out / 'command.txt'}", flush=True)
+    connect_ray(cfg.openrlhf.ray_address, reward_env(cfg))
+    train(validated.args)
+    return run_dir
+
+
+def dry_run_command(cfg: StageConfig, model_path: str) -> str:
+    """The checked OpenRLHF command of a stage, without converting data or starting anything (`--dry-run`):
+    the datasets are named where the run would write them, their sizes counted from the record files (or
+    the synthetic sizes)."""
+    import copy
+
+    check_supported(cfg)
+    cfg = copy.deepcopy(cfg)
+    cfg.model.path = model_path
+    run_dir = Path(cfg.train.run_dir)
+    inputs = prepare_inputs(cfg, run_dir, convert=False)
+    argv = stage_to_openrlhf(cfg, inputs)
+    validated = parse_and_validate(argv)
+    lines = [f"# OpenRLHF: {warning}" for warning in validated.warnings]
+    return "\n".join(lines + [f"python -m openrlhf.cli.train_ppo_ray {command_line(argv)}"])

@@ -1,0 +1,247 @@
+"""Stage configs as OpenRLHF 0.11.2 arguments, parsed and checked by OpenRLHF's own parser and rules."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lmmr1.config import ConfigError
+from lmmr1.stages.common import load_config
+
+STAGES = Path(__file__).resolve().parent.parent / "stages"
+PAPER_CONFIGS = sorted(p.name for p in STAGES.glob("*.yaml") if not p.name.startswith("default_"))
+
+FRE_GOLDEN = [
+    "--actor.model_name_or_path models/Qwen2.5-VL-3B-Instruct",
+    "--data.prompt_dataset runs/lmmr1_fre_text/openrlhf/train.jsonl",
+    "--data.input_key messages",
+    "--data.label_key label",
+    "--data.image_key images",
+    "--data.apply_chat_template",
+    "--data.max_images_per_prompt 1",
+    "--data.max_len 8192",  # --prompt_max_len 4096 + --generate_max_len 4096
+    "--data.max_samples 40315",
+    "--train.num_episodes 2",  # 2 x floor(40315 / 256) = 314 rollouts = train.steps
+    "--rollout.batch_size 256",
+    "--rollout.n_samples_per_prompt 16",
+    "--rollout.max_new_tokens 4096",
+    "--rollout.temperature 1.0",
+    "--rollout.top_p 1.0",
+    "--rollout.micro_batch_size 2",
+    "--algo.advantage.estimator reinforce_baseline",
+    "--lmmr1.estimator reinforce_baseline",
+    '--lmmr1.estimator_args {"whiten": true}',
+    "--lmmr1.group_filter none",
+    "--actor.eps_clip_low_high 0.2 0.2",
+    "--actor.loss_agg_mode token-mean",
+    "--algo.kl.init_coef 0.001",
+    "--algo.kl.estimator k1",  # KL in the reward (no --algo.kl.use_loss), as LMM-R1
+    "--reward.remote_url lmmr1/rewards/openrlhf_func.py",
+    "--actor.adam.lr 4e-07",
+    "--actor.adam.betas 0.9 0.95",
+    "--actor.adam.weight_decay 0.0",
+    "--actor.lr_warmup_ratio 0.03",
+    "--actor.min_lr_ratio 0.1",
+    "--actor.max_norm 1.0",
+    "--train.max_epochs 1",
+    "--train.batch_size 256",  # 4096 responses / 16 updates
+    "--train.micro_batch_size 2",
+    "--train.seed 42",
+    "--ds.param_dtype bf16",
+    "--ckpt.path runs/lmmr1_fre_text/checkpoints",
+    "--ckpt.output_dir runs/lmmr1_fre_text/final",
+    "--ckpt.save_steps 20",
+    "--ckpt.max_num 2",
+    "--ckpt.save_hf",
+    "--ckpt.load_enable",
+    "--logger.tensorboard_dir runs/lmmr1_fre_text/tensorboard",
+    "--actor.freeze_visual_encoder",
+    "--actor.num_nodes 1",
+    "--actor.num_gpus_per_node 8",
+    "--ref.num_nodes 1",
+    "--ref.num_gpus_per_node 8",
+    "--vllm.num_engines 8",
+    "--vllm.tensor_parallel_size 1",
+    "--vllm.gpu_memory_utilization 0.5",
+    "--vllm.sync_backend gloo",
+    "--ds.zero_stage 3",
+    "--ds.attn_implementation flash_attention_2",
+    "--train.colocate_all",
+    "--vllm.enable_sleep",
+    "--vllm.enable_prefix_caching",
+    "--actor.gradient_checkpointing_enable",
+]
+
+
+def _inputs(**kw):
+    from lmmr1.distributed.args import Inputs
+
+    values = dict(model="models/Qwen2.5-VL-3B-Instruct", train_dataset="runs/x/openrlhf/train.jsonl",
+                  num_prompts=40315, reward_file="lmmr1/rewards/openrlhf_func.py")
+    values.update(kw)
+    return Inputs(**values)
+
+
+def _grouped(argv: list[str]) -> list[str]:
+    """Each flag with its values on one string: the golden list's shape."""
+    groups: list[list[str]] = []
+    for arg in argv:
+        if arg.startswith("--"):
+            groups.append([arg])
+        else:
+            groups[-1].append(arg)
+    return [" ".join(group) for group in groups]
+
+
+def test_fre_paper_config_golden_argument_list():
+    from lmmr1.distributed.args import stage_to_openrlhf
+
+    cfg = load_config("fre", str(STAGES / "lmmr1_fre_text.yaml"), ["stage.engine=openrlhf"])
+    argv = stage_to_openrlhf(cfg, _inputs(train_dataset="runs/lmmr1_fre_text/openrlhf/train.jsonl"))
+    assert _grouped(argv) == FRE_GOLDEN
+
+
+@pytest.mark.parametrize("name", PAPER_CONFIGS)
+def test_every_paper_config_passes_openrlhf_parser_and_checks(openrlhf_cpu, name):
+    from lmmr1.distributed.args import parse_and_validate, stage_to_openrlhf
+
+    cfg = load_config("fre", str(STAGES / name), ["stage.engine=openrlhf"])
+    validated = parse_and_validate(stage_to_openrlhf(cfg, _inputs(eval_dataset="runs/x/openrlhf/eval.jsonl")))
+    args = validated.args
+    assert validated.warnings == []
+    assert args.lmmr1.estimator == cfg.algorithm.estimator
+    assert json.loads(args.lmmr1.estimator_args) == cfg.algorithm.estimator_args
+    assert args.rollout.n_samples_per_prompt == cfg.rollout.n_samples
+    assert args.critic.model_name_or_path is None  # no critic: OpenRLHF's VLM mode forbids one
+    assert args.reward.remote_url == ["lmmr1/rewards/openrlhf_func.py"]  # normalised by OpenRLHF's checks
+    assert tuple(args.actor.eps_clip_low_high) == (cfg.algorithm.eps_clip_low, cfg.algorithm.eps_clip_high)
+    assert args.train.batch_size * cfg.optim.updates_per_step == cfg.rollout.prompts_per_step * cfg.rollout.n_samples
+    assert args.actor.freeze_visual_encoder == cfg.model.freeze_vision
+    assert args.algo.kl.use_loss == (cfg.algorithm.kl_coef > 0 and cfg.algorithm.kl_mode == "loss")
+
+
+def test_lmmr1_estimators_pass_under_an_upstream_group_estimator(openrlhf_cpu):
+    from lmmr1.distributed.args import parse_and_validate, stage_to_openrlhf
+
+    cfg = load_config("fre", str(STAGES / "ngrpo_fre_text.yaml"), ["stage.engine=openrlhf"])
+    args = parse_and_validate(stage_to_openrlhf(cfg, _inputs())).args
+    assert (args.algo.advantage.estimator, args.lmmr1.estimator) == ("group_norm", "ngrpo")
+    assert args.lmmr1.group_filter == "drop_all_correct"
+    assert json.loads(args.lmmr1.estimator_args) == {"r_max": 1.5}
+    assert tuple(args.actor.eps_clip_low_high) == (0.16, 0.24)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    # OpenRLHF's own rules, not lmmr1's:
+    (["rollout.n_samples=1"], "group_norm requires n_samples_per_prompt > 1"),
+    (["openrlhf.extra_args=[--ds.packing_samples]"], "VLM training does not support --packing_samples"),
+    (["openrlhf.extra_args=[--vllm.num_enignes, '2']"], "unrecognized arguments: --vllm.num_enignes"),
+    (["openrlhf.extra_args=[--ds.param_dtype, fp32]"], "invalid choice: 'fp32'"),
+])
+def test_openrlhf_rules_reject_with_their_message(openrlhf_cpu, overrides, message):
+    from lmmr1.distributed.args import parse_and_validate, stage_to_openrlhf
+
+    cfg = load_config("fre", str(STAGES / "ngrpo_fre_text.yaml"), ["stage.engine=openrlhf", *overrides])
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_and_validate(stage_to_openrlhf(cfg, _inputs()))
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (["model.dtype=float32"], "model.dtype=float32"),
+    (["algorithm.loss_agg_mode=seq-mean-token-sum-norm"], "algorithm.loss_agg_mode"),
+    (["optim.updates_per_step=3"], "optim.updates_per_step=3"),
+    (["train.resume=runs/elsewhere"], "train.resume"),
+])
+def test_settings_openrlhf_cannot_express_name_the_key(overrides, key):
+    from lmmr1.distributed.args import stage_to_openrlhf
+
+    cfg = load_config("fre", str(STAGES / "lmmr1_fre_text.yaml"), ["stage.engine=openrlhf", *overrides])
+    with pytest.raises(ConfigError, match=key):
+        stage_to_openrlhf(cfg, _inputs())
+
+
+@pytest.mark.parametrize("steps, P, N, expected", [
+    (10, 4, 100, (1, 40)),       # enough prompts: one episode over the first steps * P
+    (10, 4, 40, (1, 40)),
+    (314, 256, 40315, (2, 40315)),  # LMM-R1 FRE-Text: 2 episodes x 157 rollouts
+    (10, 4, 15, (3, 15)),        # ceil(40 / 15) = 3 episodes x floor(15 / 4) = 9 rollouts (rounded)
+])
+def test_steps_to_episodes(steps, P, N, expected):
+    from lmmr1.distributed.args import steps_to_episodes
+
+    assert steps_to_episodes(steps, P, N) == expected
+
+
+def test_fewer_prompts_than_a_rollout_batch_is_an_error():
+    from lmmr1.distributed.args import steps_to_episodes
+
+    with pytest.raises(ConfigError, match="fewer than rollout.prompts_per_step=4"):
+        steps_to_episodes(10, 4, 3)
+
+
+def test_stage_dry_run_prints_the_checked_command(openrlhf_cpu, tiny_model_dir, tmp_path, capsys):
+    from lmmr1.stages.common import main
+
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps({"messages": [{"role": "user", "content": f"{i}+1?"}], "answer": str(i + 1)})
+                               + "\n" for i in range(8)))
+    code = main("fre", ["--config", str(STAGES / "ngrpo_fre_text.yaml"), "--dry-run", "stage.engine=openrlhf",
+                        f"model.path={tiny_model_dir}", f"data.train_files=[{records}]", "train.steps=2",
+                        "rollout.prompts_per_step=4", f"train.run_dir={tmp_path / 'run'}"])
+    out = capsys.readouterr().out
+    assert code == 0
+    command = out.strip().splitlines()[-1]
+    assert command.startswith("python -m openrlhf.cli.train_ppo_ray --actor.model_name_or_path ")
+    assert "--lmmr1.estimator ngrpo" in command and "--data.max_samples 8 --train.num_episodes 1" in command
+    assert not (tmp_path / "run").exists()  # a dry run writes nothing
+
+
+def test_warmup_is_refused_for_the_openrlhf_engine_before_any_work():
+    from lmmr1.stages.common import validate
+
+    cfg = load_config("fre", None, ["stage.engine=openrlhf"])  # the embedded default has a format warm-up
+    with pytest.raises(ConfigError, match="warmup.steps > 0"):
+        validate(cfg, check_paths=False)
+
+
+def test_reward_func_scores_a_game_through_the_json_label(tiny_model_dir, monkeypatch):
+    """Game rewards need the record's meta; to_openrlhf's `label` column carries it to reward_func, called
+    as OpenRLHF's agent executor calls it (one sample, decoded prompt+response with special tokens)."""
+    from transformers import AutoProcessor
+
+    from data_pipelines.to_openrlhf import record_to_openrlhf
+    from lmmr1.data.records import validate_record
+    from lmmr1.envs.sokoban import generate_level, solve
+    from lmmr1.rewards import openrlhf_func
+
+    level = generate_level(3)
+    record = validate_record({"messages": [{"role": "user", "content": "Solve the level."}], "answer": "solved",
+                              "task": "game", "meta": {"level": level.to_rows()}})
+    row = record_to_openrlhf(record, ".")
+    assert json.loads(row["label"]) == {"answer": "solved", "meta": {"level": level.to_rows()}}
+
+    monkeypatch.setenv("LMMR1_REWARD", "sokoban_plan")
+    monkeypatch.setenv("LMMR1_REWARD_ARGS", "{}")
+    monkeypatch.setattr(openrlhf_func, "_REWARD", None)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    prompt = processor.apply_chat_template([{"role": "user", "content": "Solve the level."}], tokenize=False,
+                                           add_generation_prompt=True)
+    solved = f"<think>push</think><answer>{', '.join(solve(level))}</answer><|im_end|>"
+    out = openrlhf_func.reward_func([prompt + solved, prompt + "no plan<|im_end|>"], [prompt, prompt],
+                                    [row["label"], row["label"]])
+    assert out["scores"].tolist() == [1.0, 0.0]
+    assert out["extra_logs"]["reward_correct"].tolist() == [1.0, 0.0]
+    assert out["extra_logs"]["reward_invalid"].tolist() == [0.0, 1.0]
+    assert out["rewards"][0] > 1.0 and out["rewards"][1] == 0.0
+    monkeypatch.setattr(openrlhf_func, "_REWARD", None)
+
+
+def test_a_bare_answer_label_is_kept_as_it_is():
+    from lmmr1.rewards.openrlhf_func import record_from_label
+
+    assert record_from_label("{1, 2}").answer == "{1, 2}"  # a set answer, not a JSON label
+    assert (record_from_label('{"answer": "3", "meta": {"k": 1}}').answer,
+            record_from_label('{"answer": "3", "meta": {"k": 1}}').meta) == ("3", {"k": 1})
+    assert record_from_label(7).answer == "7"
