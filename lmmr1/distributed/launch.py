@@ -12,7 +12,7 @@ What `run_openrlhf_stage` does, in order:
        and rules before Ray starts; written to <run_dir>/openrlhf/command.txt;
     3. Ray: a local one (single node) or the cluster at `openrlhf.ray_address` (multi-node); the reward's
        settings travel to the rollout actors as environment variables;
-    4. `train(args)`: OpenRLHF's wiring with lmmr1's classes (lmmr1.distributed.actors): rollout engines that
+    4. `train(args)`: OpenRLHF's wiring with lmmr1's classes (lmmr1.distributed.rollout, .trainer): rollout engines that
        reset their encoder caches after every weight broadcast, the trainer with lmmr1's estimators;
     5. <run_dir>/final: the HF checkpoint (model + processor) that the next stage starts from, exactly as
        after the local engine.
@@ -126,7 +126,8 @@ def train(args) -> None:
     from openrlhf.utils import get_strategy
     from ray.util.placement_group import placement_group
 
-    from lmmr1.distributed.actors import LmmPPOTrainer, create_rollout_engines
+    from lmmr1.distributed.rollout import create_rollout_engines
+    from lmmr1.distributed.trainer import LmmPPOTrainer
 
     if args.train.async_enable:
         raise ConfigError("--train.async_enable: lmmr1's openrlhf engine runs OpenRLHF's synchronous trainer")

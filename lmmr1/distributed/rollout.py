@@ -1,17 +1,16 @@
-"""lmmr1's Ray actors for OpenRLHF 0.11.2: the vLLM rollout actor and the PPO trainer.
+"""lmmr1's vLLM rollout actor for OpenRLHF 0.11.2, and the engines built with lmmr1's engine arguments.
 
-This module is imported inside the Ray workers (the classes travel by reference), so lmmr1 must be installed
-on every node. Ray forbids subclassing a `@ray.remote` class directly: each class here subclasses the wrapped
-class (`__ray_actor_class__`) and is wrapped again.
+Imported inside the Ray workers (classes travel by reference), so lmmr1 must be installed on every node. Like
+OpenRLHF's `vllm_engine`, this module imports no DeepSpeed: the rollout processes stay free of it.
 
 - `LmmRolloutRayActor`: OpenRLHF's `RolloutRayActor` plus `reset_caches()`, which clears vLLM's encoder
   cache (vision embeddings computed with the old weights), its multimodal processor cache and its prefix
   cache. OpenRLHF resets only the prefix cache, so a repeated image would reuse stale vision embeddings
-  once the vision tower trains.
-- `create_rollout_engines`: the engines with lmmr1's engine arguments: the Qwen2.5-VL image sizing of the
-  prepared model directory (`mm_processor_kwargs`), vLLM's per-prompt image limit, the training dtype.
-- `LmmPPOTrainer`: OpenRLHF's `PPOTrainer` whose experience maker is `LmmExperienceMaker` (lmmr1's
-  estimators and group filters) and whose weight broadcast ends with `reset_caches()` on every engine.
+  once the vision tower trains. (Ray forbids subclassing a `@ray.remote` class: the wrapped class,
+  `__ray_actor_class__`, is subclassed and wrapped again.)
+- `create_rollout_engines`: the engines with lmmr1's engine arguments (`engine_kwargs`): the Qwen2.5-VL image
+  sizing of the prepared model directory (`mm_processor_kwargs`), vLLM's per-prompt image limit, the
+  training dtype.
 """
 
 from __future__ import annotations
@@ -19,13 +18,10 @@ from __future__ import annotations
 import json
 
 import ray
-from openrlhf.trainer.ppo_trainer import PPOTrainer
 from openrlhf.trainer.ray.utils import get_bundle_indices
 from openrlhf.trainer.ray.vllm_engine import RolloutRayActor, batch_vllm_engine_call
 from ray.util.placement_group import placement_group
 from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
-
-from lmmr1.distributed.experience_maker import LmmExperienceMaker
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
@@ -105,18 +101,3 @@ def create_rollout_engines(args, shared_pg=None) -> list:
     if args.vllm.enable_sleep:
         batch_vllm_engine_call(engines, "sleep")
     return engines
-
-
-class LmmPPOTrainerImpl(PPOTrainer.__ray_actor_class__):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.experience_maker = LmmExperienceMaker(
-            self.actor_model_group, self.critic_model_group, self.reward_model_group, self.reference_model_group,
-            self.kl_ctl, self.strategy, self.tokenizer)
-
-    def broadcast_to_vllm(self) -> None:
-        super().broadcast_to_vllm()
-        batch_vllm_engine_call(self.vllm_engines, "reset_caches")
-
-
-LmmPPOTrainer = ray.remote(LmmPPOTrainerImpl)
