@@ -245,3 +245,39 @@ def test_a_bare_answer_label_is_kept_as_it_is():
     assert (record_from_label('{"answer": "3", "meta": {"k": 1}}').answer,
             record_from_label('{"answer": "3", "meta": {"k": 1}}').meta) == ("3", {"k": 1})
     assert record_from_label(7).answer == "7"
+
+
+def test_the_openrlhf_signatures_lmmr1_calls_are_the_pinned_ones(openrlhf_cpu):
+    """launch.train and the rollout engines call OpenRLHF's classes positionally: bind those calls against
+    the installed signatures, so a changed OpenRLHF fails here and not on a GPU cluster."""
+    import inspect
+
+    from openrlhf.trainer.ppo_trainer import PPOTrainer
+    from openrlhf.trainer.ray.launcher import RayActorGroup
+    from openrlhf.trainer.ray.ppo_actor import PolicyModelActor
+    from openrlhf.trainer.ray.vllm_engine import RolloutRayActor
+
+    from lmmr1.distributed.experience_maker import LmmExperienceMaker
+    from lmmr1.distributed.rollout import LmmRolloutRayActorImpl
+    from lmmr1.distributed.trainer import LmmPPOTrainerImpl
+
+    signature = inspect.signature
+    signature(PPOTrainer.__ray_actor_class__.__init__).bind(
+        "self", "pretrain", "strategy", "actor", None, None, "reference", ["engine"],
+        do_sample=True, max_len=1, max_new_tokens=1, temperature=1.0, top_p=1.0)
+    signature(RayActorGroup.__init__).bind("self", 1, 8, PolicyModelActor, pg=None, num_gpus_per_actor=0.2,
+                                           duplicate_actors=1)
+    signature(PolicyModelActor.__ray_actor_class__.init_model_from_pretrained).bind(
+        "self", "strategy", "pretrain", 10, ["engine"])
+    signature(RolloutRayActor.__ray_actor_class__.__init__).bind(
+        "self", model="m", bundle_indices=None, num_gpus=1, agent_func_path=None, remote_rm_url=["r.py"],
+        mm_pad_token_ids=set())
+    signature(LmmExperienceMaker.__init__).bind("self", "actor", None, None, "reference", "kl_ctl", "strategy",
+                                                "tokenizer")
+    assert issubclass(LmmPPOTrainerImpl, PPOTrainer.__ray_actor_class__)
+    assert issubclass(LmmRolloutRayActorImpl, RolloutRayActor.__ray_actor_class__)
+    # The vLLM engine calls reset_caches makes (AsyncLLM in vLLM 0.29):
+    from vllm.v1.engine.async_llm import AsyncLLM
+
+    assert all(inspect.iscoroutinefunction(getattr(AsyncLLM, name))
+               for name in ("reset_encoder_cache", "reset_mm_cache", "reset_prefix_cache"))
