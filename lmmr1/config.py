@@ -341,6 +341,13 @@ class OpenRLHFSection:
     max_images_per_prompt: int = 1
     """vLLM's limit_mm_per_prompt; > 0 enables OpenRLHF's VLM path (also for text-only FRE, so that the engines
     and the pad-token handling are the ones MGT uses)."""
+    agent_executor: bool = False
+    """Play each row as a multi-turn episode of lmmr1's envs (football, Sokoban) with environment images,
+    through lmmr1's agent executor (--train.agent_func_path); the row's meta names the env
+    (data_pipelines.football_tasks / sokoban_tasks with --kind interactive). The reward is the env's
+    accumulated reward (algorithm.reward is not used). openrlhf engine only."""
+    env_config: dict[str, Any] = field(default_factory=dict)
+    """Env config fields per env for agent episodes, e.g. {sokoban: {max_turns: 20}} (LMMR1_ENV_CONFIG)."""
     extra_args: list[str] = field(default_factory=list)
     """Further OpenRLHF 0.11.2 flags, appended last and validated with the rest, e.g.
     ["--ds.zpg", "8"]."""

@@ -108,14 +108,20 @@ def test_every_paper_config_passes_openrlhf_parser_and_checks(openrlhf_cpu, name
     from lmmr1.distributed.args import parse_and_validate, stage_to_openrlhf
 
     cfg = load_config("fre", str(STAGES / name), ["stage.engine=openrlhf"])
-    validated = parse_and_validate(stage_to_openrlhf(cfg, _inputs(eval_dataset="runs/x/openrlhf/eval.jsonl")))
+    agent = "lmmr1/distributed/agent_executor.py" if cfg.openrlhf.agent_executor else None
+    validated = parse_and_validate(stage_to_openrlhf(cfg, _inputs(eval_dataset="runs/x/openrlhf/eval.jsonl",
+                                                                  agent_file=agent)))
     args = validated.args
     assert validated.warnings == []
     assert args.lmmr1.estimator == cfg.algorithm.estimator
     assert json.loads(args.lmmr1.estimator_args) == cfg.algorithm.estimator_args
     assert args.rollout.n_samples_per_prompt == cfg.rollout.n_samples
     assert args.critic.model_name_or_path is None  # no critic: OpenRLHF's VLM mode forbids one
-    assert args.reward.remote_url == ["lmmr1/rewards/openrlhf_func.py"]  # normalised by OpenRLHF's checks
+    if agent:  # OpenRLHF's checks route rewards through the agent; the label is the episode (the row's meta)
+        assert (args.train.agent_func_path, args.reward.remote_url, args.data.label_key) == (agent, ["agent"], "meta")
+    else:
+        assert args.reward.remote_url == ["lmmr1/rewards/openrlhf_func.py"]  # normalised by OpenRLHF's checks
+        assert args.data.label_key == "label"
     assert tuple(args.actor.eps_clip_low_high) == (cfg.algorithm.eps_clip_low, cfg.algorithm.eps_clip_high)
     assert args.train.batch_size * cfg.optim.updates_per_step == cfg.rollout.prompts_per_step * cfg.rollout.n_samples
     assert args.actor.freeze_visual_encoder == cfg.model.freeze_vision
@@ -281,3 +287,53 @@ def test_the_openrlhf_signatures_lmmr1_calls_are_the_pinned_ones(openrlhf_cpu):
 
     assert all(inspect.iscoroutinefunction(getattr(AsyncLLM, name))
                for name in ("reset_encoder_cache", "reset_mm_cache", "reset_prefix_cache"))
+
+
+def _episode_records(tmp_path: Path, n: int = 3) -> Path:
+    records = tmp_path / "episodes.jsonl"
+    records.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "Play."}], "answer": "",
+                                           "task": "game", "meta": {"env": "sokoban", "seed": i}}) + "\n"
+                               for i in range(n)))
+    return records
+
+
+def test_agent_stages_check_the_image_budget_of_an_episode(tmp_path):
+    from lmmr1.distributed.launch import check_image_budget, episode_envs
+
+    records = _episode_records(tmp_path)
+    assert episode_envs([str(records)]) == {"sokoban"}
+    cfg = load_config("fre", str(STAGES / "sokoban_interactive.yaml"), ["openrlhf.max_images_per_prompt=8"])
+    with pytest.raises(ConfigError, match=r"openrlhf.max_images_per_prompt=8: a sokoban episode can show 20 images "
+                                          r"\(max_turns 20 x 1 per turn\)"):
+        check_image_budget(cfg, {"sokoban"})
+    check_image_budget(load_config("fre", str(STAGES / "sokoban_interactive.yaml"), [
+        "openrlhf.max_images_per_prompt=8", "openrlhf.env_config={sokoban: {max_turns: 8}}"]), {"sokoban"})
+    with pytest.raises(ConfigError, match="openrlhf.env_config.sokoban"):
+        check_image_budget(load_config("fre", str(STAGES / "sokoban_interactive.yaml"), [
+            "openrlhf.env_config={sokoban: {max_turn: 8}}"]), {"sokoban"})
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"messages": [{"role": "user", "content": "Play."}], "answer": "", "meta": {}}) + "\n")
+    with pytest.raises(ConfigError, match=r"bad.jsonl:1: meta.env: missing"):
+        episode_envs([str(bad)])
+
+
+def test_agent_stage_dry_run_uses_the_agent_executor(openrlhf_cpu, tiny_model_dir, tmp_path, capsys):
+    from lmmr1.stages.common import main
+
+    records = _episode_records(tmp_path, n=8)
+    code = main("fre", ["--config", str(STAGES / "sokoban_interactive.yaml"), "--dry-run",
+                        f"model.path={tiny_model_dir}", f"data.train_files=[{records}]", "train.steps=2",
+                        "rollout.prompts_per_step=4", "optim.updates_per_step=1"])
+    command = capsys.readouterr().out.strip().splitlines()[-1]
+    assert code == 0
+    assert "/lmmr1/distributed/agent_executor.py" in command and "--data.label_key meta" in command
+    assert "--reward.remote_url" not in command
+
+
+def test_multi_turn_episodes_are_refused_by_the_local_engine():
+    from lmmr1.stages.common import validate
+
+    cfg = load_config("fre", str(STAGES / "sokoban_interactive.yaml"), ["stage.engine=local"])
+    with pytest.raises(ConfigError, match="openrlhf.agent_executor: multi-turn env episodes run on "
+                                          "stage.engine=openrlhf only"):
+        validate(cfg, check_paths=False)

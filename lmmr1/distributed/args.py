@@ -160,7 +160,8 @@ class Inputs:
     """lmmr1's reward_func file (lmmr1/rewards/openrlhf_func.py)."""
     eval_dataset: str | None = None
     agent_file: str | None = None
-    """lmmr1's agent executor file, for multi-turn environment stages; replaces the reward file."""
+    """lmmr1's agent executor file, for multi-turn environment stages; replaces the reward file, and the label
+    is the row's meta (the episode: env, level or scenario, seed)."""
     mm_processor_kwargs: dict | None = None
 
 
@@ -206,7 +207,8 @@ def stage_to_openrlhf(cfg: StageConfig, inputs: Inputs) -> list[str]:
         # model and data
         "--actor.model_name_or_path", inputs.model,
         "--data.prompt_dataset", inputs.train_dataset,
-        "--data.input_key", "messages", "--data.label_key", "label", "--data.image_key", "images",
+        "--data.input_key", "messages", "--data.label_key", "meta" if inputs.agent_file else "label",
+        "--data.image_key", "images",
         "--data.apply_chat_template",
         "--data.max_images_per_prompt", str(d.max_images_per_prompt),
         "--data.max_len", str(r.max_model_len),

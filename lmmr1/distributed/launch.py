@@ -37,6 +37,11 @@ def reward_file() -> str:
     return str(Path(module.__file__).resolve())
 
 
+def agent_file() -> str:
+    """lmmr1/distributed/agent_executor.py, located without importing it (it imports OpenRLHF)."""
+    return str((Path(__file__).parent / "agent_executor.py").resolve())
+
+
 def check_supported(cfg: StageConfig) -> None:
     """What the distributed engine refuses, before any work."""
     if cfg.warmup.steps > 0:
@@ -49,6 +54,39 @@ def check_supported(cfg: StageConfig) -> None:
 def count_rows(path: str | Path) -> int:
     with open(path, encoding="utf-8") as f:
         return sum(1 for line in f if line.strip())
+
+
+def episode_envs(files: list[str]) -> set[str]:
+    """The envs the records' meta names (agent stages: every record is an episode of one)."""
+    envs = set()
+    for file in files:
+        with open(file, encoding="utf-8") as f:
+            for row, line in enumerate(f, 1):
+                if line.strip():
+                    env = (json.loads(line).get("meta") or {}).get("env")
+                    if not env:
+                        raise ConfigError(f"{file}:{row}: meta.env: missing; openrlhf.agent_executor plays each "
+                                          "record as an env episode (data_pipelines.football_tasks / sokoban_tasks)")
+                    envs.add(env)
+    return envs
+
+
+def check_image_budget(cfg: StageConfig, envs: set[str]) -> None:
+    """vLLM refuses a request with more images than `limit_mm_per_prompt`: an episode shows up to
+    max_turns x images_per_turn images, all of which stay in its context."""
+    from lmmr1.envs import get_env
+
+    for env in sorted(envs):
+        try:
+            config = get_env(env).config_class(**cfg.openrlhf.env_config.get(env, {}))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ConfigError(f"openrlhf.env_config.{env}: {err}") from None
+        needed = config.max_turns * config.images_per_turn
+        if cfg.openrlhf.max_images_per_prompt < needed:
+            raise ConfigError(
+                f"openrlhf.max_images_per_prompt={cfg.openrlhf.max_images_per_prompt}: a {env} episode can show "
+                f"{needed} images (max_turns {config.max_turns} x {config.images_per_turn} per turn); raise it, "
+                f"or lower openrlhf.env_config.{env}.max_turns")
 
 
 def convert_records(files: list[str], out: Path) -> tuple[int, dict]:
@@ -94,15 +132,21 @@ def prepare_inputs(cfg: StageConfig, run_dir: Path, convert: bool = True) -> Inp
         size = load_processor(model_dir).image_processor.size  # the prepared directory's, as vLLM reads it
         mm_kwargs = {"min_pixels": cfg.model.min_pixels or size["shortest_edge"],
                      "max_pixels": cfg.model.max_pixels or size["longest_edge"]}
+    agent = None
+    if cfg.openrlhf.agent_executor:
+        check_image_budget(cfg, episode_envs(cfg.data.train_files))
+        agent = agent_file()
     return Inputs(model=str(model_dir.resolve()), train_dataset=str(train.resolve()), num_prompts=num_prompts,
-                  reward_file=reward_file(),
+                  reward_file=reward_file(), agent_file=agent,
                   eval_dataset=str(evals.resolve()) if cfg.data.eval_files or cfg.synthetic.eval_tasks else None,
                   mm_processor_kwargs=mm_kwargs)
 
 
 def reward_env(cfg: StageConfig) -> dict[str, str]:
-    """Environment of the rollout actors: which lmmr1 reward `reward_func` computes, with which settings."""
+    """Environment of the rollout actors: which lmmr1 reward `reward_func` computes, with which settings, and
+    the env configs of agent episodes."""
     return {"LMMR1_REWARD": cfg.algorithm.reward, "LMMR1_REWARD_ARGS": json.dumps(cfg.algorithm.reward_args),
+            "LMMR1_ENV_CONFIG": json.dumps(cfg.openrlhf.env_config),
             "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true")}
 
 

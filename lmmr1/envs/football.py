@@ -253,6 +253,10 @@ class FootballConfig:
     describe_positions: bool = False
     """Also list the coordinates of the ball and every player in the text (text-only ablations)."""
 
+    @property
+    def images_per_turn(self) -> int:
+        return {"none": 0, "both": 2}.get(self.image, 1)
+
     def __post_init__(self) -> None:
         if self.image not in ("topdown", "engine", "both", "none"):
             raise ValueError(f"FootballConfig.image {self.image!r} is not topdown, engine, both or none")

@@ -546,6 +546,10 @@ class SokobanConfig:
     preset: str = "small-v0"
     """Generator preset for records that give a `seed` but no `level`."""
 
+    @property
+    def images_per_turn(self) -> int:
+        return int(self.image)
+
 
 @register_env("sokoban")
 class SokobanEnv:

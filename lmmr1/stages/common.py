@@ -176,6 +176,9 @@ def validate(cfg: StageConfig, check_paths: bool = True) -> Resolved | None:
         from lmmr1.distributed.launch import check_supported
 
         check_supported(cfg)
+    elif cfg.openrlhf.agent_executor:
+        raise ConfigError("openrlhf.agent_executor: multi-turn env episodes run on stage.engine=openrlhf only (the "
+                          "local engine trains single-turn records, e.g. reward sokoban_plan)")
     if not check_paths:
         return None
     resolved = resolve_init(cfg)
