@@ -1,12 +1,17 @@
 """Throughput of the single-device engine, per phase, for the vLLM and HF rollout backends side by side.
 
     .venv/bin/python bench/engine_throughput.py [--steps 6] [--prompts 2] [--samples 8] [--new-tokens 32]
+    python bench/engine_throughput.py --arch qwen2.5-vl-3b --backends hf       # on a GPU: the real 3B sizes
 
-Both backends run the same config on the same synthetic data (half text arithmetic, half counting images) with
-the tiny Qwen2.5-VL, in this one process, one after the other. Each step's phases come from the engine's
-own `time/*` metrics; the first step (warm-up) is dropped and the median of the rest is reported, with
-rollout tokens/s (generated tokens / rollout time) and train tokens/s (prompt + response tokens through the
-PPO forward/backward / train time). Prints a Markdown table; `--json` writes the raw numbers.
+Both backends run the same config on the same synthetic data (half text arithmetic, half counting images), in
+this one process, one after the other. `--arch tiny` (default) is the tiny Qwen2.5-VL; `--arch qwen2.5-vl-3b`
+builds Qwen2.5-VL-3B-Instruct's architecture with random weights (lmmr1.models.tiny.QWEN25VL_3B, 3.75 B
+parameters, bfloat16, initialised on the GPU when there is one) and trains it in bfloat16. Each step's phases
+come from the engine's own `time/*` metrics; the first step (warm-up) is dropped and the median of the rest
+is reported, with rollout tokens/s (generated tokens / rollout time), train tokens/s (prompt + response tokens
+through the PPO forward/backward, `train/tokens` / train time) and peak memory (GPU: torch's peak allocated
+per backend; CPU: the process's peak resident set, cumulative). Prints a Markdown table; `--json` writes the
+raw numbers.
 """
 
 from __future__ import annotations
@@ -33,11 +38,45 @@ def make_data(folder: Path, n: int) -> Path:
     return mixed
 
 
-def bench_backend(backend: str, data: Path, args, workdir: Path) -> dict:
+def build_model(args, workdir: Path) -> str:
+    """"tiny" (the engine builds and caches it), or a random-weight checkpoint of the preset's sizes."""
+    if args.arch == "tiny" and not args.model_override:
+        return "tiny"
+    import dataclasses
+
+    import torch
+
+    from lmmr1.models.tiny import PRESETS, _parse_overrides, build_tiny_qwen25vl
+
+    cfg = dataclasses.replace(PRESETS[args.arch], **_parse_overrides(args.model_override))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return str(build_tiny_qwen25vl(workdir / "model", cfg, dtype=args.dtype, device=device))
+
+
+def peak_memory_gib() -> float:
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+
+
+def bench_backend(backend: str, model: str, data: Path, args, workdir: Path) -> dict:
+    import gc
+
+    import torch
+
     from lmmr1.config import RunConfig, from_dict
     from lmmr1.engine.local import run
 
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     cfg = from_dict(RunConfig, {
+        "model": {"path": model, "dtype": args.dtype},
         "data": {"train_files": [str(data)], "max_prompt_len": 2048},
         "rollout": {"backend": backend, "n_samples": args.samples, "prompts_per_step": args.prompts,
                     "max_new_tokens": args.new_tokens},
@@ -60,6 +99,9 @@ def bench_backend(backend: str, data: Path, args, workdir: Path) -> dict:
         "step_s": statistics.median(sum(r.get(f"time/{p}", 0.0) for p in PHASES) for r in steady),
         "rollout_tokens": tokens,
         "rollout_tok_per_s": tokens / max(median("time/rollout"), 1e-9),
+        "train_tokens": median("train/tokens"),
+        "train_tok_per_s": median("train/tokens") / max(median("time/train"), 1e-9),
+        "peak_memory_gib": peak_memory_gib(),
         "logprob_gap_max": max(r.get("rollout/logprob_gap_max", 0.0) for r in steady),
     }
 
@@ -72,8 +114,14 @@ def main(argv=None) -> int:
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--micro-batch", type=int, default=8)
     parser.add_argument("--backends", default="vllm,hf")
+    parser.add_argument("--arch", choices=("tiny", "qwen2.5-vl-3b"), default="tiny",
+                        help="model sizes: the tiny Qwen2.5-VL, or Qwen2.5-VL-3B's architecture (random weights)")
+    parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: float32 tiny, bfloat16 3B)")
+    parser.add_argument("--model-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="a TinyQwen25VLConfig field on top of --arch (e.g. num_hidden_layers=2)")
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
     args = parser.parse_args(argv)
+    args.dtype = args.dtype or ("float32" if args.arch == "tiny" else "bfloat16")
 
     import logging
     import os
@@ -83,15 +131,22 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="lmmr1-bench-") as tmp:
         workdir = Path(tmp)
         data = make_data(workdir / "data", n=max(16, args.prompts * args.steps))
-        results = [bench_backend(b, data, args, workdir) for b in args.backends.split(",")]
+        model = build_model(args, workdir)
+        results = [bench_backend(b, model, data, args, workdir) for b in args.backends.split(",")]
 
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"
     print(f"\nsteps={args.steps} (median of steps 2..{args.steps}), P={args.prompts}, G={args.samples}, "
-          f"max_new_tokens={args.new_tokens}, tiny Qwen2.5-VL, half image prompts\n")
-    print("| backend | step s | rollout s | reward s | train s | push s | rollout tok/s | max logprob gap |")
-    print("|---|---|---|---|---|---|---|---|")
+          f"max_new_tokens={args.new_tokens}, {args.arch} {' '.join(args.model_override)} in {args.dtype} on "
+          f"{device}, half image prompts\n")
+    print("| backend | step s | rollout s | reward s | train s | push s | rollout tok/s | train tok/s | "
+          "peak GiB | max logprob gap |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(f"| {r['backend']} | {r['step_s']:.3f} | {r['rollout_s']:.3f} | {r['reward_s']:.3f} | "
-              f"{r['train_s']:.3f} | {r['push_s']:.3f} | {r['rollout_tok_per_s']:.0f} | {r['logprob_gap_max']:.1e} |")
+              f"{r['train_s']:.3f} | {r['push_s']:.3f} | {r['rollout_tok_per_s']:.0f} | {r['train_tok_per_s']:.0f} | "
+              f"{r['peak_memory_gib']:.2f} | {r['logprob_gap_max']:.1e} |")
     if len(results) == 2:
         a, b = results
         print(f"\nrollout speed-up {a['backend']} / {b['backend']}: {b['rollout_s'] / a['rollout_s']:.2f}x; "

@@ -139,3 +139,32 @@ def test_hf_generate_answers_image_prompt(tiny_model_dir):
     new_tokens = out[0, inputs["input_ids"].shape[1]:]
     assert 1 <= len(new_tokens) <= 8
     assert isinstance(processor.decode(new_tokens), str)
+
+
+def test_qwen25vl_3b_preset_has_the_real_architecture():
+    """The benchmark preset is Qwen2.5-VL-3B-Instruct's config.json: its exact parameter count (built on the
+    meta device: no memory), M-RoPE sections, vision tower and tied 151,936-row embedding."""
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from lmmr1.models.tiny import QWEN25VL_3B, build_model_config, build_tokenizer
+
+    QWEN25VL_3B.validate()
+    config = build_model_config(build_tokenizer(QWEN25VL_3B.vocab_size), QWEN25VL_3B)
+    with torch.device("meta"):
+        model = Qwen2_5_VLForConditionalGeneration(config)
+    params = dict(model.named_parameters())
+    assert sum(p.numel() for p in params.values()) == 3_754_622_976
+    assert sum(p.numel() for name, p in params.items() if "visual" in name) == 668_684_288
+    assert config.text_config.vocab_size == 151_936 and config.text_config.rope_parameters["mrope_section"] == [16, 24, 24]
+    assert model.lm_head.weight is model.model.language_model.embed_tokens.weight
+
+
+def test_embedding_size_pads_the_vocabulary(tmp_path):
+    from transformers import AutoModelForImageTextToText
+
+    path = build_tiny_qwen25vl(tmp_path / "m", TinyQwen25VLConfig(embedding_size=1024), dtype="bfloat16")
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    assert model.get_input_embeddings().weight.shape == (1024, 128)
+    assert model.dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="embedding_size=600 must be 0 or >= vocab_size=1024"):
+        TinyQwen25VLConfig(embedding_size=600).validate()

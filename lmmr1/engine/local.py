@@ -358,7 +358,7 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
             token_advantages[i] = A.expand(len(samples[i].response_ids))
 
     stats_sum: dict[str, float] = {}
-    n_micro, n_updates, grad_norms = 0, 0, []
+    n_micro, n_updates, grad_norms, train_tokens = 0, 0, [], 0.0
     mini_size = math.ceil(len(order) / cfg.optim.updates_per_step)
     for _epoch in range(cfg.optim.ppo_epochs):
         for mini in _chunks(order, mini_size):
@@ -381,6 +381,7 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
                     optimizer.zero_grad(set_to_none=True)
                     return {"train/nonfinite_step": 1.0, "train/updates": float(n_updates)}
                 loss.backward()
+                train_tokens += float(batch["attention_mask"].sum())
                 for key, value in stats.metrics().items():
                     stats_sum[key] = stats_sum.get(key, 0.0) + value
                 n_micro += 1
@@ -398,6 +399,7 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
         "train/nonfinite_step": 0.0, "train/updates": float(n_updates), "train/grad_norm": sum(grad_norms) / len(grad_norms),
         "train/lr": scheduler.get_last_lr()[0], "rollout/logprob_gap_max": gap,
         "train/trained_sequences": float(len(order)),
+        "train/tokens": train_tokens,  # prompt + response tokens through the forward/backward, all epochs
     })
     return metrics
 

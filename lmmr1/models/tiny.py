@@ -20,7 +20,8 @@ Build once, reuse: `tiny_qwen25vl()` caches the directory under `$LMMR1_CACHE_DI
 writes it atomically (a temporary directory renamed into place), so parallel test sessions never see a
 half-written checkpoint.
 
-CLI:  python -m lmmr1.models.tiny --out DIR [--seed 0] [key=value ...]
+CLI:  python -m lmmr1.models.tiny --out DIR [--seed 0] [--preset tiny|qwen2.5-vl-3b] [--dtype bfloat16]
+      [--device cuda] [key=value ...]
 """
 
 from __future__ import annotations
@@ -104,6 +105,10 @@ class TinyQwen25VLConfig:
     vocab_size: int = 1024
     """Upper bound on the BPE vocabulary, special tokens included (the fixed corpus yields 578 tokens);
     the embedding is padded to a multiple of 64."""
+    embedding_size: int = 0
+    """Rows of the token embedding (and tied lm_head); 0: the tokenizer's length padded to a multiple of 64.
+    A real model's size (Qwen2.5-VL: 151936) gives its real embedding cost; ids past the tokenizer's are
+    never produced by it."""
     hidden_size: int = 128
     """Text decoder width."""
     num_hidden_layers: int = 2
@@ -168,6 +173,10 @@ class TinyQwen25VLConfig:
                 f"tiny Qwen2.5-VL: vision_fullatt_block_indexes={self.vision_fullatt_block_indexes} must lie in "
                 f"[0, vision_depth={self.vision_depth})"
             )
+        if self.embedding_size and self.embedding_size < self.vocab_size:
+            raise ValueError(
+                f"tiny Qwen2.5-VL: embedding_size={self.embedding_size} must be 0 or >= vocab_size={self.vocab_size}"
+            )
         if self.vocab_size < len(SPECIAL_TOKENS) + 256:
             raise ValueError(
                 f"tiny Qwen2.5-VL: vocab_size={self.vocab_size} must hold the 256 byte tokens and "
@@ -185,6 +194,19 @@ class TinyQwen25VLConfig:
 
         payload = {"config": dataclasses.asdict(self), "builder": BUILDER_VERSION, "transformers": transformers.__version__}
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+QWEN25VL_3B = TinyQwen25VLConfig(
+    embedding_size=151936, hidden_size=2048, num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2,
+    intermediate_size=11008, max_position_embeddings=128000, rope_theta=1_000_000.0, tie_word_embeddings=True,
+    vision_depth=32, vision_hidden_size=1280, vision_num_heads=16, vision_intermediate_size=3420,
+    vision_window_size=112, vision_fullatt_block_indexes=(7, 15, 23, 31), min_pixels=3136, max_pixels=12845056,
+)
+"""Qwen2.5-VL-3B-Instruct's architecture (its config.json) with random weights and the tiny tokenizer:
+3,754,622,976 parameters, 668,684,288 of them in the vision tower. For throughput and memory benchmarks
+(bench/engine_throughput.py --arch qwen2.5-vl-3b), never for quality."""
+
+PRESETS = {"tiny": TinyQwen25VLConfig(), "qwen2.5-vl-3b": QWEN25VL_3B}
 
 
 def mrope_section(head_dim: int) -> list[int]:
@@ -258,7 +280,7 @@ def build_processor(tokenizer, cfg: TinyQwen25VLConfig):
 def build_model_config(tokenizer, cfg: TinyQwen25VLConfig):
     from transformers import Qwen2_5_VLConfig
 
-    vocab = -(-len(tokenizer) // 64) * 64  # pad the embedding to a multiple of 64, as Qwen does
+    vocab = cfg.embedding_size or -(-len(tokenizer) // 64) * 64  # padded to a multiple of 64, as Qwen does
     ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in [
         ("bos", "<|endoftext|>"), ("eos", "<|im_end|>"), ("pad", "<|endoftext|>"),
         ("image", "<|image_pad|>"), ("video", "<|video_pad|>"),
@@ -306,10 +328,13 @@ def build_model_config(tokenizer, cfg: TinyQwen25VLConfig):
     )
 
 
-def build_tiny_qwen25vl(out_dir: str | os.PathLike, cfg: TinyQwen25VLConfig | None = None) -> Path:
+def build_tiny_qwen25vl(out_dir: str | os.PathLike, cfg: TinyQwen25VLConfig | None = None, *,
+                        dtype: str = "float32", device: str = "cpu") -> Path:
     """Write a tiny Qwen2.5-VL checkpoint directory to `out_dir` (created; must not exist or be empty).
 
-    Deterministic: the same config writes byte-identical weights and tokenizer files.
+    Deterministic: the same config writes byte-identical weights and tokenizer files. `dtype` / `device`:
+    where the random weights are initialised and in which precision they are saved (a real-size model,
+    e.g. `QWEN25VL_3B`, initialises in seconds on a GPU in bfloat16, in minutes on a CPU in float32).
     """
     cfg = cfg or TinyQwen25VLConfig()
     cfg.validate()  # before the heavy imports: a bad size fails in milliseconds
@@ -327,8 +352,14 @@ def build_tiny_qwen25vl(out_dir: str | os.PathLike, cfg: TinyQwen25VLConfig | No
 
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
-    with torch.device("cpu"):
-        model = Qwen2_5_VLForConditionalGeneration(model_config).to(torch.float32).eval()
+    torch_dtype = getattr(torch, dtype)
+    default_dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch_dtype)  # initialise in the target precision: no float32 copy of a large model
+    try:
+        with torch.device(device):
+            model = Qwen2_5_VLForConditionalGeneration(model_config).eval()
+    finally:
+        torch.set_default_dtype(default_dtype)
     model.generation_config = GenerationConfig(
         bos_token_id=model_config.text_config.bos_token_id,
         eos_token_id=[tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")],
@@ -397,12 +428,17 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", help="output directory (default: the shared cache; prints the path)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default="tiny",
+                        help="sizes to start from (qwen2.5-vl-3b: the real 3B architecture, random weights)")
+    parser.add_argument("--dtype", default="float32", help="precision of the saved weights (with --out)")
+    parser.add_argument("--device", default="cpu", help="where the weights are initialised (with --out)")
     parser.add_argument("overrides", nargs="*", help="TinyQwen25VLConfig fields as key=value")
     args = parser.parse_args(argv)
     try:
-        cfg = TinyQwen25VLConfig(seed=args.seed, **_parse_overrides(args.overrides))
+        cfg = dataclasses.replace(PRESETS[args.preset], seed=args.seed, **_parse_overrides(args.overrides))
         cfg.validate()
-        path = build_tiny_qwen25vl(args.out, cfg) if args.out else tiny_qwen25vl(cfg)
+        path = (build_tiny_qwen25vl(args.out, cfg, dtype=args.dtype, device=args.device) if args.out
+                else tiny_qwen25vl(cfg))
     except (ValueError, FileExistsError) as err:
         raise SystemExit(f"error: {err}") from None
     print(path)
