@@ -31,6 +31,22 @@ RNG (the correct one lands on a letter fixed by the question text, the same in e
 MMStar carry the options in the question text. Records of multiple-choice rows have `task="multiple_choice"` and
 `meta["choices"]` (the option texts, when known); `grade_choice` scores them.
 
+Subsets: each loader carries its benchmark's published sub-categories in `record.meta["subsets"]`
+(field -> value; a list for multi-label fields), read from these columns:
+
+| name            | subset field: column read                                                           |
+|-----------------|-------------------------------------------------------------------------------------|
+| `mathvista`     | task: metadata.task, skills: metadata.skills (a list), question_type: question_type |
+| `mathverse`     | problem_version: problem_version, subject: metadata.subject                         |
+| `mathvision`    | subject: subject, level: level                                                      |
+| `mmstar`        | category: category, l2_category: l2_category                                        |
+| `olympiadbench` | subject: subject, subfield: subfield                                                |
+| `math500`       | subject: subject, level: level                                                      |
+| `gpqa_diamond`  | domain: High-level domain, subdomain: Subdomain                                     |
+
+A missing or blank subset value is `UNKNOWN_SUBSET` ("unknown"): the row is still scored, and the runner
+counts it under that value. (`metadata` may be a struct or, in JSON/CSV exports, a JSON string.)
+
 A row that cannot be scored is excluded and counted, never scored: `missing_image` (no image cell, or a
 path that does not exist), `malformed_answer` (empty or non-scalar gold, a multiple-choice gold that is not
 one of the choices), `malformed_row` (no question). The first rows of each reason are kept with their
@@ -57,6 +73,7 @@ from lmmr1.rewards.rules import boxed_contents, clean_response, detect_abstentio
 
 LETTERS = "ABCDEFGHIJ"
 EXCLUSION_REASONS = ("missing_image", "malformed_answer", "malformed_row")
+UNKNOWN_SUBSET = "unknown"  # the subset value of a row whose subset field is missing or blank
 MAX_LISTED_EXCLUSIONS = 20  # rows named per benchmark in the report (all are counted)
 MALFORMED = "__lmmr1_malformed_row__"  # read_table's stand-in for a JSONL line that does not parse
 
@@ -266,6 +283,41 @@ def _choices(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
+def _metadata(row: dict) -> dict:
+    """A row's `metadata` struct (MathVista, MathVerse) as a dict: {} when absent, parsed when a JSON string."""
+    value = row.get("metadata")
+    if isinstance(value, str) and value.strip().startswith("{"):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return {}
+    return value if isinstance(value, dict) else {}
+
+
+def subset_value(value: Any) -> str | list[str]:
+    """One subset field's value: a string, or a list of strings for a multi-label field (MathVista's
+    skills). Missing, blank or empty -> UNKNOWN_SUBSET; 2.0 -> "2" (levels stored as floats by pandas)."""
+    if isinstance(value, str) and value.strip().startswith("["):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            pass
+    if isinstance(value, (list, tuple)) or (hasattr(value, "tolist") and not isinstance(value, str)):
+        labels = [subset_value(v) for v in (value.tolist() if hasattr(value, "tolist") else value)]
+        labels = [v for v in labels if v != UNKNOWN_SUBSET]
+        return list(dict.fromkeys(labels)) or UNKNOWN_SUBSET
+    if _blank(value) or isinstance(value, (dict, bytes)):
+        return UNKNOWN_SUBSET
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return str(value).strip()
+
+
+def subsets(**fields: Any) -> dict[str, str | list[str]]:
+    """`meta["subsets"]` of a row: every field of the benchmark, missing ones as UNKNOWN_SUBSET."""
+    return {name: subset_value(value) for name, value in fields.items()}
+
+
 # ------------------------------------------------------------------------------------------- the loaders
 
 RowParser = Callable[[dict, "ImageResolver", str], tuple[str, list[tuple[Path, str]], str, str, dict]]
@@ -276,8 +328,11 @@ def parse_mathvista(row: dict, images: ImageResolver, key: str):
     question = _question(row, "question")
     cell = row.get("decoded_image") or row.get("image")
     pics = [images(cell, f"mathvista-{row.get('pid', key)}")]
+    info = _metadata(row)
     meta = {"id": str(row.get("pid", key)), "question_type": row.get("question_type"),
-            "answer_type": row.get("answer_type"), "precision": row.get("precision"), "unit": row.get("unit")}
+            "answer_type": row.get("answer_type"), "precision": row.get("precision"), "unit": row.get("unit"),
+            "subsets": subsets(task=info.get("task"), skills=info.get("skills"),
+                               question_type=row.get("question_type"))}
     if row.get("question_type") == "multi_choice":
         choices = _choices(row.get("choices"))
         gold = scalar_answer(row.get("answer"), "answer")
@@ -293,7 +348,8 @@ def parse_mathverse(row: dict, images: ImageResolver, key: str):
     question = _question(row, "question" if not _blank(row.get("question")) else "query_wo")
     pics = [images(row.get("image"), f"mathverse-{row.get('sample_index', key)}")]
     meta = {"id": str(row.get("sample_index", key)), "problem_version": row.get("problem_version"),
-            "question_type": row.get("question_type")}
+            "question_type": row.get("question_type"),
+            "subsets": subsets(problem_version=row.get("problem_version"), subject=_metadata(row).get("subject"))}
     if row.get("question_type") == "multi-choice":
         return question, pics, letter_answer(row.get("answer"), None), "multiple_choice", meta
     return question, pics, scalar_answer(row.get("answer"), "answer"), "math", meta
@@ -303,7 +359,8 @@ def parse_mathvision(row: dict, images: ImageResolver, key: str):
     question = _question(row, "question")
     cell = row.get("decoded_image") or row.get("image")
     pics = [images(cell, f"mathvision-{row.get('id', key)}")]
-    meta = {"id": str(row.get("id", key)), "level": row.get("level"), "subject": row.get("subject")}
+    meta = {"id": str(row.get("id", key)), "level": row.get("level"), "subject": row.get("subject"),
+            "subsets": subsets(subject=row.get("subject"), level=row.get("level"))}
     choices = _choices(row.get("options"))
     if choices:
         meta["choices"] = choices
@@ -315,7 +372,8 @@ def parse_mathvision(row: dict, images: ImageResolver, key: str):
 def parse_mmstar(row: dict, images: ImageResolver, key: str):
     question = _question(row, "question")
     pics = [images(row.get("image"), f"mmstar-{row.get('index', key)}")]
-    meta = {"id": str(row.get("index", key)), "category": row.get("category"), "l2_category": row.get("l2_category")}
+    meta = {"id": str(row.get("index", key)), "category": row.get("category"), "l2_category": row.get("l2_category"),
+            "subsets": subsets(category=row.get("category"), l2_category=row.get("l2_category"))}
     return question, pics, letter_answer(row.get("answer"), None), "multiple_choice", meta
 
 
@@ -339,13 +397,15 @@ def parse_olympiadbench(row: dict, images: ImageResolver, key: str):
         raise RowExcluded("malformed_answer", f"final_answer={answers!r}")
     gold = ", ".join(str(a).strip() for a in answers)
     meta = {"id": str(row.get("id", key)), "unit": row.get("unit"), "answer_type": row.get("answer_type"),
-            "subfield": row.get("subfield")}
+            "subfield": row.get("subfield"),
+            "subsets": subsets(subject=row.get("subject"), subfield=row.get("subfield"))}
     return question, pics, gold, "math", meta
 
 
 def parse_math500(row: dict, images: ImageResolver, key: str):
     question = _question(row, "problem")
-    meta = {"id": str(row.get("unique_id", key)), "subject": row.get("subject"), "level": row.get("level")}
+    meta = {"id": str(row.get("unique_id", key)), "subject": row.get("subject"), "level": row.get("level"),
+            "subsets": subsets(subject=row.get("subject"), level=row.get("level"))}
     return question, [], scalar_answer(row.get("answer"), "answer"), "math", meta
 
 
@@ -356,7 +416,8 @@ def parse_gpqa(row: dict, images: ImageResolver, key: str, seed: int = 0):
     choices = [correct, *wrong]
     rng = random.Random(f"gpqa:{seed}:{question}")
     rng.shuffle(choices)
-    meta = {"id": str(row.get("Record ID", key)), "choices": choices, "domain": row.get("High-level domain")}
+    meta = {"id": str(row.get("Record ID", key)), "choices": choices, "domain": row.get("High-level domain"),
+            "subsets": subsets(domain=row.get("High-level domain"), subdomain=row.get("Subdomain"))}
     return format_choices(question, choices), [], LETTERS[choices.index(correct)], "multiple_choice", meta
 
 

@@ -2,7 +2,8 @@
 
 Each RUN is a result folder written by `python -m eval.run` (it holds results.json). Writes into --out
 (default: compare/ inside the last run's folder): comparison.json, comparison.md (one row per task and
-metric, one column per run, and the change from the first run to the last), plots/scores.png (grouped bars:
+metric, one column per run, and the change from the first run to the last; a benchmark's subsets add
+one accuracy row each, named "<task> · <field>=<value>"), plots/scores.png (grouped bars:
 the before/after-stage plot), plots/pass_at_k.png and plots/football.png when the runs have them.
 """
 
@@ -44,6 +45,22 @@ def comparison_table(runs: list[tuple[str, dict[str, Any]]]) -> list[dict[str, A
             first, last = values[runs[0][0]], values[runs[-1][0]]
             rows.append({"task": name, "metric": key, "label": label, "values": values,
                          "delta": None if first is None or last is None else last - first})
+        rows += subset_rows(runs, name)
+    return rows
+
+
+def subset_rows(runs: list[tuple[str, dict[str, Any]]], name: str) -> list[dict[str, Any]]:
+    """Accuracy per subset of task `name` (task "<name> · <field>=<value>"), for subsets of any run."""
+    tasks = {label: next((t for t in r["tasks"] if t["name"] == name), None) for label, r in runs}
+    keys = list(dict.fromkeys((field, value) for t in tasks.values() if t for field, groups in
+                              (t.get("subsets") or {}).items() for value in groups))
+    rows = []
+    for field, value in keys:
+        values = {label: ((t.get("subsets") or {}).get(field, {}).get(value) or {}).get("accuracy") if t else None
+                  for label, t in tasks.items()}
+        first, last = values[runs[0][0]], values[runs[-1][0]]
+        rows.append({"task": f"{name} · {field}={value}", "metric": "accuracy", "label": "acc %", "values": values,
+                     "delta": None if first is None or last is None else last - first})
     return rows
 
 

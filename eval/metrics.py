@@ -16,6 +16,9 @@ Conventions (also in docs/eval.md):
       PAQ              = R / (R + W)          precision over answered samples (0 when nothing was answered)
       F1               = 2 PAQ acc / (PAQ + acc)   harmonic mean of PAQ and accuracy (0 when both are 0)
       abstention rate  = U / N                UCPO's "uncertainty ratio"
+- Subset breakdowns: the same accuracy (and pass@k when sampled) over the questions of one sub-category
+  (e.g. MathVista's task "geometry problem solving"). A multi-label field (MathVista's skills) counts a
+  question in every one of its labels, so its subsets overlap and their sizes sum to more than Q.
 """
 
 from __future__ import annotations
@@ -86,6 +89,45 @@ def pass_at_k_auc(curve: dict[int, float]) -> float:
     xs = [math.log2(k) for k in ks]
     area = sum((xs[j + 1] - xs[j]) * (curve[ks[j]] + curve[ks[j + 1]]) / 2 for j in range(len(ks) - 1))
     return area / (xs[-1] - xs[0])
+
+
+def _is_number(text: str) -> bool:
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def subset_breakdown(subsets: Sequence[dict], correct: Sequence[int], n: Sequence[int]) -> dict[str, dict]:
+    """Per-subset scores: {field: {value: {"questions": Q_s, "accuracy": (1/Q_s) sum_{i in s} c_i / n_i,
+    and, when every n_i > 1, "pass_at_k": {k: pass@k over s} and "pass_at_k_auc"}}}.
+
+    `subsets[i]` is question i's {field: value or [values]} (eval.benchmarks' `meta["subsets"]`); a list
+    puts the question in each of its values. Order: numerically when every value is a number (levels 1..5),
+    else by size, largest first, then by name; "unknown" (a missing value) always last."""
+    if not len(subsets) == len(correct) == len(n):
+        raise ValueError(f"subset_breakdown: {len(subsets)} subset rows, {len(correct)} counts, {len(n)} sizes")
+    members: dict[str, dict[str, list[int]]] = {}
+    for i, row in enumerate(subsets):
+        for field, value in row.items():
+            for label in (value if isinstance(value, list) else [value]):
+                members.setdefault(field, {}).setdefault(str(label), []).append(i)
+    out: dict[str, dict] = {}
+    for field, groups in members.items():
+        out[field] = {}
+        known = [label for label in groups if label != "unknown"]
+        numeric = bool(known) and all(_is_number(label) for label in known)
+        order = (lambda kv: (kv[0] == "unknown", float(kv[0]) if kv[0] != "unknown" else 0.0)) if numeric else \
+            (lambda kv: (kv[0] == "unknown", -len(kv[1]), kv[0]))
+        for label, idx in sorted(groups.items(), key=order):
+            c, m = [correct[i] for i in idx], [n[i] for i in idx]
+            scores: dict = {"questions": len(idx), "accuracy": accuracy(c, m)}
+            if min(m) > 1:
+                curve = pass_at_k_curve(c, m)
+                scores["pass_at_k"] = {str(k): v for k, v in curve.items()}
+                scores["pass_at_k_auc"] = pass_at_k_auc(curve)
+            out[field][label] = scores
+    return out
 
 
 def ucpo_metrics(outcomes: Sequence[str]) -> dict[str, float]:

@@ -4,11 +4,17 @@ Plots (matplotlib, Agg backend, no display needed):
     plots/scores.png     per-task bars of accuracy (%), question-answering tasks
     plots/pass_at_k.png  pass@k against k on a log2 axis, one curve per task (when n_samples > 1)
     plots/football.png   mean accumulated reward per scenario, with the std over episodes as error bars
+    plots/subsets_<task>.png  accuracy (%) per subset of a benchmark, one panel per subset field
+
+report.md has, besides the task table: per task with a judge, how many answers the judge extracted and how
+many fell back to the rules (and why); per benchmark, one table of its subsets (field, value, questions,
+accuracy, and pass@k AUC when sampled) and the count of rows whose subset field was missing ("unknown").
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -59,11 +65,22 @@ def markdown(results: dict[str, Any]) -> str:
                          f"{pct(m['abstention_rate_answerable'])}% of answerable samples")
         if unans:
             lines.append("")
+        judged = [t for t in qa if t.get("extraction", {}).get("extractor") == "judge"]
+        for t in judged:
+            e = t["extraction"]
+            reasons = ", ".join(f"{k} {v}" for k, v in e["fallback_reasons"].items())
+            lines.append(f"- {t['name']}: judge `{e['judge_model']}` extracted {e['judge']} answer(s); {e['fallback']} "
+                         f"fell back to the rules{f' ({reasons})' if reasons else ''}; {e['abstained']} abstained "
+                         "(graded by the rules, the judge not asked)")
+        if judged:
+            lines.append("")
         for t in qa:
             for row in t["excluded_rows"]:
                 lines.append(f"- excluded ({t['name']}): {row}")
         if any(t["excluded_rows"] for t in qa):
             lines.append("")
+    for t in qa:
+        lines += subset_markdown(t)
     for t in results["tasks"]:
         if t["kind"] != "football":
             continue
@@ -80,6 +97,27 @@ def markdown(results: dict[str, Any]) -> str:
         lines += [f"- {k}: {v:.4f}" for k, v in results["summary"].items()]
         lines.append("")
     return "\n".join(lines)
+
+
+def subset_markdown(task: dict[str, Any]) -> list[str]:
+    """The subset table of one task (nothing when it has no subsets)."""
+    if not task.get("subsets"):
+        return []
+    sampled = any("pass_at_k_auc" in s for groups in task["subsets"].values() for s in groups.values())
+    lines = [f"{task['name']} by subset:", "",
+             "| field | subset | questions | acc % |" + (" pass@k AUC % |" if sampled else ""),
+             "|---|---|---:|---:|" + ("---:|" if sampled else "")]
+    for field, groups in task["subsets"].items():
+        for value, scores in groups.items():
+            auc = f" {pct(scores['pass_at_k_auc'])} |" if sampled and "pass_at_k_auc" in scores else \
+                (" |" if sampled else "")
+            lines.append(f"| {field} | {value} | {scores['questions']} | {pct(scores['accuracy'])} |{auc}")
+    unknown = {f: c for f, c in task.get("subset_unknown", {}).items() if c}
+    lines.append("")
+    if unknown:
+        lines += ["rows without a subset value (scored, counted as `unknown`): "
+                  + ", ".join(f"{f} {c}" for f, c in unknown.items()), ""]
+    return lines
 
 
 def _pyplot():
@@ -174,6 +212,34 @@ def plot_football(runs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     return True
 
 
+def plot_subsets(task: dict[str, Any], path: Path) -> bool:
+    """Horizontal bars of accuracy % per subset, one panel per subset field; False when the task has none."""
+    fields = [(f, groups) for f, groups in (task.get("subsets") or {}).items() if groups]
+    if not fields:
+        return False
+    plt = _pyplot()
+    heights = [max(1.2, 0.28 * len(groups) + 0.6) for _, groups in fields]
+    fig, axes = plt.subplots(len(fields), 1, figsize=(6.4, sum(heights)), squeeze=False,
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (field, groups) in zip(axes[:, 0], fields):
+        labels = [f"{v[:40]} ({s['questions']})" for v, s in groups.items()]
+        bars = ax.barh(range(len(labels)), [100 * s["accuracy"] for s in groups.values()])
+        ax.bar_label(bars, fmt="%.1f", fontsize=6)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        ax.invert_yaxis()
+        ax.set_xlim(0, 112)
+        ax.set_title(f"{task['name']}: {field}", fontsize=8)
+    axes[-1, 0].set_xlabel("accuracy % (questions)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def subset_plot_name(task_name: str) -> str:
+    return "subsets_" + re.sub(r"[^0-9A-Za-z_.-]", "_", task_name) + ".png"
+
+
 def write_plots(runs: list[tuple[str, dict[str, Any]]], plots_dir: Path) -> list[str]:
     plots_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -183,6 +249,11 @@ def write_plots(runs: list[tuple[str, dict[str, Any]]], plots_dir: Path) -> list
         written.append("pass_at_k.png")
     if plot_football(runs, plots_dir / "football.png"):
         written.append("football.png")
+    if len(runs) == 1:  # one run's report: a subset plot per benchmark (comparisons use the tables)
+        for task in runs[0][1]["tasks"]:
+            name = subset_plot_name(task["name"])
+            if task["kind"] == "qa" and plot_subsets(task, plots_dir / name):
+                written.append(name)
     return written
 
 

@@ -7,13 +7,17 @@
     --suite   a built-in suite (eval.suites.BUILTIN_SUITES) or a suite YAML (format in eval/suites.py); repeatable
               (one engine serves all suites, started with the first suite's backend settings)
     key=value EvalConfig fields (eval/suites.py), e.g. n_samples=16 temperature=0.6 benchmarks.mathvista=/data/MathVista
+              extractor=judge judge_model=/ckpt/Qwen2.5-14B-Instruct (answers extracted by a judge model)
 
 The steps, in order:
   1. resolve the model and the suite's settings (defaults < suite < run directory < command line)
   2. start one rollout backend (vLLM in-process, or HF generate)
+     (and, when a task uses extractor=judge, the judge model's backend: eval.judge)
   3. for each task: load its rows (bad rows counted and excluded), apply the prompt template, encode, generate
-     n samples per question, grade each sample (math-verify reward, or the multiple-choice grader), compute
-     the metrics (eval.metrics); football tasks play seeded episodes with the model choosing every action
+     n samples per question, grade each sample (math-verify reward, or the multiple-choice grader; with the
+     judge, on the answer the judge extracted, falling back to the rules), compute the metrics
+     (eval.metrics), overall and per published subset of the benchmark; football tasks play seeded episodes
+     with the model choosing every action
   4. write results.json (every number + the config), report.md, plots/*.png and samples/<task>.jsonl
 """
 
@@ -29,8 +33,10 @@ from pathlib import Path
 from typing import Any
 
 from eval import metrics as M
-from eval.benchmarks import Item, LoadedBenchmark, grade_choice, iter_items, load_benchmark
-from eval.suites import EvalConfig, Suite, apply_template, config_dict, load_suite, task_name
+from eval.benchmarks import UNKNOWN_SUBSET, Item, LoadedBenchmark, grade_choice, iter_items, load_benchmark
+from eval.judge import JudgeExtractor, TextProcessor, grade_sample, question_text
+from eval.suites import EvalConfig, Suite, apply_template, config_dict, load_suite, task_extractor, task_name
+from lmmr1.config import ConfigError
 from lmmr1.data.images import ImageConfig, ImageLoadError, load_record_images
 from lmmr1.data.records import UNANSWERABLE
 from lmmr1.rewards import RewardConfig, get_reward
@@ -93,28 +99,87 @@ def resolve_model(model: str) -> tuple[Path, dict[str, Any], list[str]]:
 # ------------------------------------------------------------------------------------------- 2. backend
 
 
+def is_vision_model(model_dir: Path) -> bool:
+    """Whether the checkpoint is a VLM (its config has a vision_config) rather than a text-only LLM."""
+    from transformers import AutoConfig
+
+    return hasattr(AutoConfig.from_pretrained(model_dir), "vision_config")
+
+
+def load_processor(model_dir: Path):
+    """The checkpoint's processor; a text-only model's tokenizer wrapped as one (eval.judge.TextProcessor)."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    if not is_vision_model(model_dir):
+        return TextProcessor(AutoTokenizer.from_pretrained(model_dir))
+    return AutoProcessor.from_pretrained(model_dir)
+
+
+def load_hf_model(model_dir: Path, dtype_name: str):
+    """The checkpoint as a transformers model in eval mode on the GPU (else the CPU): a VLM, or a text-only
+    causal LM (a judge such as Qwen2.5-14B-Instruct)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    dtypes = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype_name not in dtypes:
+        raise ValueError(f"dtype={dtype_name!r} is not one of {sorted(dtypes)}")
+    cls = AutoModelForImageTextToText if is_vision_model(model_dir) else AutoModelForCausalLM
+    model = cls.from_pretrained(model_dir, dtype=dtypes[dtype_name])
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+
 def build_backend(model_dir: Path, cfg: EvalConfig):
     """(rollout backend, processor) for `model_dir`."""
-    import torch
-    from transformers import AutoProcessor
-
-    processor = AutoProcessor.from_pretrained(model_dir)
+    processor = load_processor(model_dir)
     if cfg.backend == "hf":
-        from transformers import AutoModelForImageTextToText
-
-        dtypes = {"auto": "auto", "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-        if cfg.dtype not in dtypes:
-            raise ValueError(f"dtype={cfg.dtype!r} is not one of {sorted(dtypes)}")
-        dtype = dtypes[cfg.dtype]
-        model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=dtype)
-        model = model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-        return get_rollout_backend("hf")(model, processor), processor
+        return get_rollout_backend("hf")(load_hf_model(model_dir, cfg.dtype), processor), processor
     backend = get_rollout_backend(cfg.backend)(
         model_dir, dtype=cfg.dtype, max_model_len=cfg.max_model_len, seed=cfg.seed,
         max_images_per_prompt=cfg.max_images_per_prompt, kv_cache_memory_bytes=cfg.kv_cache_memory_mb << 20,
         gpu_memory_utilization=cfg.gpu_memory_utilization,
     )
     return backend, processor
+
+
+def check_judge_memory(cfg: EvalConfig) -> None:
+    """Two vLLM engines on one GPU (the evaluated model's and the judge's) must fit: each takes its
+    gpu_memory_utilization fraction of the device. Checked before either engine starts."""
+    if cfg.backend != "vllm" or cfg.judge_backend != "vllm" or cfg.judge_model in ("", "self"):
+        return
+    import torch
+
+    total = cfg.gpu_memory_utilization + cfg.judge_gpu_memory_utilization
+    if torch.cuda.is_available() and total > 0.95:
+        raise ConfigError(
+            f"gpu_memory_utilization={cfg.gpu_memory_utilization} + judge_gpu_memory_utilization="
+            f"{cfg.judge_gpu_memory_utilization} = {total:.2f} of one GPU for two vLLM engines; lower them (e.g. "
+            "gpu_memory_utilization=0.5 judge_gpu_memory_utilization=0.4), or use judge_backend=hf or judge_model=self"
+        )
+
+
+def build_judge(cfg: EvalConfig, model_dir: Path, backend=None, processor=None) -> JudgeExtractor:
+    """The judge of extractor=judge: `judge_model` "self" reuses the evaluated model's backend; otherwise a
+    local checkpoint ("tiny" or a directory) behind its own vLLM engine or HF model (`judge_backend`)."""
+    limits = dict(max_new_tokens=cfg.judge_max_new_tokens, batch_size=cfg.batch_size,
+                  max_prompt_len=cfg.judge_max_model_len - cfg.judge_max_new_tokens,
+                  max_response_chars=cfg.judge_max_response_chars)
+    if cfg.judge_model == "self":
+        if backend is None:
+            backend, processor = build_backend(model_dir, cfg)
+        return JudgeExtractor(backend, processor, name=f"self ({model_dir})", **limits)
+    check_judge_memory(cfg)
+    judge_dir, _, _ = resolve_model(cfg.judge_model)
+    judge_processor = load_processor(judge_dir)
+    if cfg.judge_backend == "hf":
+        judge_backend = get_rollout_backend("hf")(load_hf_model(judge_dir, cfg.judge_dtype), judge_processor)
+    else:
+        judge_backend = get_rollout_backend("vllm")(
+            judge_dir, dtype=cfg.judge_dtype, max_model_len=cfg.judge_max_model_len, seed=cfg.seed,
+            max_images_per_prompt=1, kv_cache_memory_bytes=cfg.kv_cache_memory_mb << 20,
+            gpu_memory_utilization=cfg.judge_gpu_memory_utilization,
+        )
+    return JudgeExtractor(judge_backend, judge_processor, name=str(judge_dir), **limits)
 
 
 # ----------------------------------------------------------------------------------------------- 3. tasks
@@ -166,6 +231,33 @@ def grade(response: str, record, reward) -> Any:
     return grade_choice(response, record) if record.task == "multiple_choice" else reward(response, record)
 
 
+def grade_responses(items: list[Item], texts: list[list[str]], reward, judge: JudgeExtractor | None,
+                    seed: int) -> list[list[dict[str, Any]]]:
+    """Grade every sample of a batch: {"result", "extraction" ("rule" | "judge" | "fallback" | "abstained"),
+    "reason", "judge_output", "judge_answer"} per sample. Without a judge, the rules grade the whole response; with one,
+    every non-abstaining sample's answer is extracted by the judge first (eval.judge, one batched call)."""
+    rule = lambda text, record: grade(text, record, reward)  # noqa: E731
+    if judge is None:
+        return [[{"result": rule(t, item.record), "extraction": "rule", "reason": "ok", "judge_output": None,
+                  "judge_answer": None} for t in sample_texts] for item, sample_texts in zip(items, texts)]
+    asked = [(i, j) for i, sample_texts in enumerate(texts) for j, t in enumerate(sample_texts)
+             if not detect_abstention(t).abstained]
+    parses = judge.extract([question_text(items[i].record) for i, _ in asked], [texts[i][j] for i, j in asked],
+                           seed=seed)
+    by_sample = dict(zip(asked, parses))
+    graded = []
+    for i, (item, sample_texts) in enumerate(zip(items, texts)):
+        row = []
+        for j, t in enumerate(sample_texts):
+            parse = by_sample.get((i, j))
+            result, method, reason = grade_sample(t, item.record, parse, rule)
+            row.append({"result": result, "extraction": method, "reason": reason,
+                        "judge_output": None if parse is None else parse.raw,
+                        "judge_answer": None if parse is None else parse.answer})
+        graded.append(row)
+    return graded
+
+
 def qa_metrics(correct: list[int], n: list[int], outcomes: list[str], abstained: list[bool],
                unanswerable: list[bool]) -> dict[str, Any]:
     """Every metric of a question-answering task (see eval.metrics)."""
@@ -182,42 +274,86 @@ def qa_metrics(correct: list[int], n: list[int], outcomes: list[str], abstained:
     return out
 
 
-def evaluate_qa(task: dict, backend, processor, cfg: EvalConfig, reward, out_dir: Path) -> dict[str, Any]:
+def subset_unknown_counts(subset_rows: list[dict]) -> dict[str, int]:
+    """Questions per subset field whose value is missing (UNKNOWN_SUBSET): scored, and counted here."""
+    fields = list(dict.fromkeys(f for row in subset_rows for f in row))
+    return {f: sum(row.get(f, UNKNOWN_SUBSET) == UNKNOWN_SUBSET for row in subset_rows) for f in fields}
+
+
+def extraction_summary(extractor: str, methods: list[str], reasons: list[str], judge) -> dict[str, Any]:
+    """How the graded answers were found: {"extractor"} for the rules; with the judge, the judge's name and
+    the counts of samples graded on the judge's answer, fallen back to the rules (with the reasons), and
+    abstaining (graded by the rules, the judge not asked)."""
+    if extractor == "rule":
+        return {"extractor": "rule"}
+    counts = Counter(methods)
+    return {"extractor": "judge", "judge_model": judge.name, "judge": counts["judge"],
+            "fallback": counts["fallback"], "abstained": counts["abstained"],
+            "fallback_reasons": dict(sorted(Counter(r for m, r in zip(methods, reasons) if m == "fallback").items()))}
+
+
+def evaluate_qa(task: dict, backend, processor, cfg: EvalConfig, reward, out_dir: Path,
+                judge: JudgeExtractor | None = None) -> dict[str, Any]:
+    """One question-answering task: load, encode, generate, grade (with `judge` when the task's extractor is
+    "judge"), score overall and per subset. Returns the task's entry of results.json."""
+    extractor = task_extractor(task, cfg)
+    if extractor == "judge" and judge is None:
+        raise ValueError(f"task {task_name(task)!r} uses extractor=judge but no judge was built")
     loaded = load_task_items(task, cfg, out_dir)
     template = task.get("prompt") or ("record" if task["kind"] == "synthetic" else cfg.prompt)
     items, prompts = encode_items(loaded.items, template, processor, cfg, loaded)
     sampling = SamplingConfig(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
     correct, n, outcomes, abstained, unanswerable = [], [], [], [], []
+    subset_rows, methods, reasons = [], [], []
     samples_file = out_dir / "samples" / f"{loaded.name}.jsonl"
     samples_file.parent.mkdir(parents=True, exist_ok=True)
     with samples_file.open("w", encoding="utf-8") as f:
         for start in range(0, len(prompts), cfg.batch_size):
             batch = prompts[start:start + cfg.batch_size]
+            batch_items = items[start:start + cfg.batch_size]
             generated = backend.generate(batch, cfg.n_samples, sampling, seed=cfg.seed + start)
-            for item, samples in zip(items[start:start + cfg.batch_size], generated):
-                texts = [clean_response(s.text) for s in samples]
-                results = [grade(t, item.record, reward) for t in texts]
+            texts = [[clean_response(s.text) for s in samples] for samples in generated]
+            graded = grade_responses(batch_items, texts, reward, judge if extractor == "judge" else None,
+                                     seed=cfg.seed + start)
+            for item, sample_texts, grades in zip(batch_items, texts, graded):
+                results = [g["result"] for g in grades]
                 correct.append(sum(r.outcome == "correct" for r in results))
                 n.append(len(results))
-                for t, r in zip(texts, results):
-                    outcomes.append(r.outcome)
+                if "subsets" in item.record.meta:
+                    subset_rows.append(item.record.meta["subsets"])
+                for t, g in zip(sample_texts, grades):
+                    outcomes.append(g["result"].outcome)
                     abstained.append(detect_abstention(t).abstained)
                     unanswerable.append(item.record.answer == UNANSWERABLE)
-                f.write(json.dumps({"where": item.where, "answer": item.record.answer,
-                                    "responses": texts, "outcomes": [r.outcome for r in results]},
-                                   ensure_ascii=False) + "\n")
+                    methods.append(g["extraction"])
+                    reasons.append(g["reason"])
+                line = {"where": item.where, "answer": item.record.answer, "responses": sample_texts,
+                        "outcomes": [r.outcome for r in results], "extraction": [g["extraction"] for g in grades]}
+                if "subsets" in item.record.meta:
+                    line["subsets"] = item.record.meta["subsets"]
+                if extractor == "judge":
+                    line["judge_answers"] = [g["judge_answer"] for g in grades]
+                    line["judge_outputs"] = [g["judge_output"] for g in grades]
+                f.write(json.dumps(line, ensure_ascii=False) + "\n")
     if loaded.excluded:
         log.warning("%s: excluded %d row(s): %s", loaded.name, sum(loaded.excluded.values()), dict(loaded.excluded))
-    return {"name": loaded.name, "kind": "qa", "source": loaded.source, "prompt": template,
-            "rows": loaded.rows, "scored": len(items), "n_samples": cfg.n_samples,
-            "excluded": dict(loaded.excluded), "excluded_total": sum(loaded.excluded.values()),
-            "excluded_rows": loaded.excluded_rows,
-            "metrics": qa_metrics(correct, n, outcomes, abstained, unanswerable)}
+    result = {"name": loaded.name, "kind": "qa", "source": loaded.source, "prompt": template,
+              "rows": loaded.rows, "scored": len(items), "n_samples": cfg.n_samples,
+              "excluded": dict(loaded.excluded), "excluded_total": sum(loaded.excluded.values()),
+              "excluded_rows": loaded.excluded_rows,
+              "extraction": extraction_summary(extractor, methods, reasons, judge),
+              "metrics": qa_metrics(correct, n, outcomes, abstained, unanswerable)}
+    if subset_rows and len(subset_rows) == len(items):
+        result["subsets"] = M.subset_breakdown(subset_rows, correct, n)
+        result["subset_unknown"] = subset_unknown_counts(subset_rows)
+    return result
 
 
-def run_suite(suite: Suite, model_dir: Path, out_dir: Path, backend=None, processor=None) -> dict[str, Any]:
+def run_suite(suite: Suite, model_dir: Path, out_dir: Path, backend=None, processor=None,
+              judge: JudgeExtractor | None = None) -> dict[str, Any]:
     """Evaluate every task of `suite`; write the report into `out_dir`; return the results. A backend and
-    processor may be given (tests, stages sharing their engine); otherwise one is started from `model_dir`."""
+    processor may be given (tests, stages sharing their engine); otherwise one is started from `model_dir`.
+    Likewise the judge of extractor=judge tasks: given, or built from the config (`build_judge`)."""
     from eval.football import evaluate_football
     from eval.report import write_report
 
@@ -227,13 +363,15 @@ def run_suite(suite: Suite, model_dir: Path, out_dir: Path, backend=None, proces
     if backend is None:
         backend, processor = build_backend(model_dir, cfg)
     reward = get_reward(cfg.reward, RewardConfig(**cfg.reward_args))
+    if judge is None and any(task_extractor(t, cfg) == "judge" for t in suite.tasks):
+        judge = build_judge(cfg, model_dir, backend, processor)
     tasks = []
     for task in suite.tasks:
         t0 = time.time()
         if task["kind"] == "football":
             result = evaluate_football(task, backend, processor, cfg)
         else:
-            result = evaluate_qa(task, backend, processor, cfg, reward, out_dir)
+            result = evaluate_qa(task, backend, processor, cfg, reward, out_dir, judge)
         result["seconds"] = round(time.time() - t0, 2)
         log.info("%s: %s", result["name"], headline(result))
         tasks.append(result)
@@ -282,17 +420,21 @@ def main(argv: list[str] | None = None) -> int:
     if not suites:
         parser.error("--suite is required (the run directory's config lists no eval suites)")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    backend = processor = None
+    backend = processor = judge = None
     for spec in suites:
         suite = load_suite(spec, args.overrides, base_config=base)
+        if any(task_extractor(t, suite.config) == "judge" for t in suite.tasks):
+            check_judge_memory(suite.config)  # before the first engine starts
         if backend is None:
             backend, processor = build_backend(model_dir, suite.config)
+        if judge is None and any(task_extractor(t, suite.config) == "judge" for t in suite.tasks):
+            judge = build_judge(suite.config, model_dir, backend, processor)  # one judge serves all suites
         # One suite with --out: that folder; otherwise one folder per suite under --out (or eval_results/).
         if args.out and len(suites) == 1:
             out = args.out
         else:
             out = (args.out or Path("eval_results")) / f"{suite.name}-{stamp}"
-        results = run_suite(suite, model_dir, Path(out), backend, processor)
+        results = run_suite(suite, model_dir, Path(out), backend, processor, judge)
         print(f"{suite.name}: wrote {out}/results.json, report.md, plots/ ({results['summary']})")
     return 0
 

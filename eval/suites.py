@@ -11,6 +11,7 @@ A suite is a YAML file (or a built-in name) of this shape:
         split: testmini          # optional: the loader's published split
         limit: 200               # optional: first N scorable rows
         prompt: r1               # optional: r1 | cot | abstain | record (default: config.prompt)
+        extractor: judge         # optional: rule | judge (default: config.extractor)
       - synthetic: arithmetic    # data_pipelines.synthetic task, generated into the output folder
         n: 8
         seed: 0
@@ -42,6 +43,8 @@ from lmmr1.data.records import Record, validate_record
 
 COT_SUFFIX = "\nPlease reason step by step, and put your final answer within \\boxed{}."
 PROMPT_TEMPLATES = ("r1", "cot", "abstain", "record")
+EXTRACTORS = ("rule", "judge")
+JUDGE_BACKENDS = ("vllm", "hf")
 
 
 @dataclass
@@ -88,6 +91,27 @@ class EvalConfig:
     """What the football model sees: topdown | engine | both | none."""
     plots: bool = True
     """Write PNG plots."""
+    extractor: str = "rule"
+    """How a response's final answer is found before grading: "rule" (the last <answer> block / \\boxed{},
+    lmmr1.rewards and eval.benchmarks.grade_choice) or "judge" (a judge model extracts it first, MathVista's
+    and MathVerse's protocol; unusable judge replies fall back to the rules; eval/judge.py). A task's
+    `extractor` wins."""
+    judge_model: str = ""
+    """The judge (extractor=judge): an HF checkpoint directory (a VLM or a text-only LLM), "tiny", or "self"
+    (the evaluated model's own engine: no second engine). Local only: nothing downloads."""
+    judge_backend: str = "vllm"
+    """"vllm" (a second in-process engine: on a GPU it takes judge_gpu_memory_utilization, so lower
+    gpu_memory_utilization to leave room) or "hf" (transformers generate)."""
+    judge_dtype: str = "auto"
+    judge_max_new_tokens: int = 64
+    """The judge's reply is one line ("Extracted answer: ..."); a reasoning judge needs more."""
+    judge_max_model_len: int = 4096
+    """The judge's context; its prompt may use judge_max_model_len - judge_max_new_tokens tokens."""
+    judge_max_response_chars: int = 4000
+    """A longer response is cut to its last this-many characters before the judge reads it."""
+    judge_gpu_memory_utilization: float = 0.3
+    """The judge engine's share of the GPU (vLLM). With two engines on one GPU, gpu_memory_utilization +
+    judge_gpu_memory_utilization must be <= 0.95, e.g. 0.45 + 0.45 (checked before either engine starts)."""
 
 
 PRESET_TASKS: dict[str, list[dict[str, Any]]] = {
@@ -125,8 +149,9 @@ BUILTIN_SUITES: dict[str, dict[str, Any]] = {
 }
 
 TASK_KEYS = {
-    "benchmark": {"benchmark", "path", "split", "limit", "prompt", "name"},
-    "synthetic": {"synthetic", "n", "seed", "difficulty", "unanswerable_fraction", "prompt", "name", "image_size"},
+    "benchmark": {"benchmark", "path", "split", "limit", "prompt", "name", "extractor"},
+    "synthetic": {"synthetic", "n", "seed", "difficulty", "unanswerable_fraction", "prompt", "name", "image_size",
+                  "extractor"},
     "football": {"football", "seeds", "max_turns", "name", "image_size"},
 }
 
@@ -169,6 +194,8 @@ def load_suite(spec: str, overrides: list[str] = (), base_config: dict[str, Any]
                               f"valid: {sorted(TASK_KEYS[kind])}")
         if task.get("prompt", "r1") not in PROMPT_TEMPLATES:
             raise ConfigError(f"suite {spec!r}: tasks[{i}].prompt {task['prompt']!r} is not one of {PROMPT_TEMPLATES}")
+        if task.get("extractor", "rule") not in EXTRACTORS:
+            raise ConfigError(f"suite {spec!r}: tasks[{i}].extractor {task['extractor']!r} is not one of {EXTRACTORS}")
         task["kind"] = kind
     merged = {**(data.get("config") or {}), **(base_config or {})}
     config = from_dict(EvalConfig, apply_overrides(merged, list(overrides)))
@@ -179,7 +206,25 @@ def load_suite(spec: str, overrides: list[str] = (), base_config: dict[str, Any]
     if config.temperature == 0 and config.n_samples > 1:
         raise ConfigError(f"n_samples={config.n_samples} with temperature=0: greedy decoding gives identical samples; "
                           "set temperature > 0 (NGRPO: temperature=0.6 top_p=0.95)")
+    if config.extractor not in EXTRACTORS:
+        raise ConfigError(f"extractor={config.extractor!r} is not one of {EXTRACTORS}")
+    if any(task_extractor(t, config) == "judge" for t in tasks):
+        if not config.judge_model:
+            raise ConfigError("extractor=judge needs judge_model=DIR|tiny|self (a local checkpoint; nothing downloads)")
+        if config.judge_backend not in JUDGE_BACKENDS:
+            raise ConfigError(f"judge_backend={config.judge_backend!r} is not one of {JUDGE_BACKENDS}")
+        if config.judge_max_new_tokens >= config.judge_max_model_len:
+            raise ConfigError(f"judge_max_new_tokens={config.judge_max_new_tokens} leaves no room for the judge's "
+                              f"prompt in judge_max_model_len={config.judge_max_model_len}")
     return Suite(str(data.get("name", spec)), tasks, config)
+
+
+def task_extractor(task: dict[str, Any], config: EvalConfig) -> str:
+    """The answer extractor of a question-answering task: its own `extractor`, else the config's (football
+    tasks have none: "rule")."""
+    if task["kind"] == "football":
+        return "rule"
+    return str(task.get("extractor") or config.extractor)
 
 
 def task_name(task: dict[str, Any]) -> str:

@@ -46,8 +46,16 @@ def write_parquet(path: Path, rows: list[dict]) -> None:
 # Each writer returns {question substring: gold reply}: the oracle's answers for the rows that must be scored.
 
 
+def mathvista_metadata(task: str | None, skills: list[str] | None) -> dict:
+    """MathVista's `metadata` struct (the dataset card's fields)."""
+    return {"category": "math-targeted-vqa", "context": "geometry diagram", "grade": "high school", "img_height": 56,
+            "img_width": 56, "language": "english", "skills": skills, "source": "Geometry3K", "split": "testmini",
+            "task": task}
+
+
 def mathvista(root: Path) -> dict[str, str]:
-    base = dict(unit=None, precision=None, answer_type="integer", metadata={"source": "x"}, query="q")
+    base = dict(unit=None, precision=None, answer_type="integer", query="q",
+                metadata=mathvista_metadata("geometry problem solving", ["algebraic reasoning", "geometry reasoning"]))
     rows = [
         dict(pid="1", question="What is the value of x?", image="images/1.jpg", decoded_image=cell(png(), "1.jpg"),
              choices=None, answer="12", question_type="free_form", **base),
@@ -65,15 +73,18 @@ def mathvista(root: Path) -> dict[str, str]:
     return {"value of x": "\\boxed{12}", "Which shape": "<think>.</think><answer>\\boxed{B}</answer>"}
 
 
+MATHVERSE_META = {"split": "testmini", "source": "GeoQA", "subject": "Plane Geometry", "subfield": "Length"}
+
+
 def mathverse(root: Path) -> dict[str, str]:
     rows = [
         dict(sample_index="1", problem_index="1", problem_version="Text Lite",
              question="As shown, AB = 3 and BC = 4. Find AC.", image=cell(png((0, 0, 200))), answer="5",
-             question_type="free-form", metadata={"split": "testmini"}, query_wo="q", query_cot="q",
+             question_type="free-form", metadata=MATHVERSE_META, query_wo="q", query_cot="q",
              question_for_eval="q"),
         dict(sample_index="2", problem_index="2", problem_version="Vision Intensive",
              question="Which angle is largest? Choices: A:30 B:60 C:90", image=cell(png((0, 200, 0))), answer="C",
-             question_type="multi-choice", metadata={"split": "testmini"}, query_wo="q", query_cot="q",
+             question_type="multi-choice", metadata=MATHVERSE_META, query_wo="q", query_cot="q",
              question_for_eval="q"),
     ]
     write_parquet(root / "testmini.parquet", rows)
@@ -134,7 +145,7 @@ def gpqa_diamond(root: Path) -> dict[str, str]:
     root.mkdir(parents=True)
     rows = [{"Question": "Which particle is a lepton?", "Correct Answer": "electron", "Incorrect Answer 1": "proton",
              "Incorrect Answer 2": "neutron", "Incorrect Answer 3": "pion", "Record ID": "rec1",
-             "High-level domain": "Physics", "Explanation": "..."}]
+             "High-level domain": "Physics", "Subdomain": "Physics (general)", "Explanation": "..."}]
     pd.DataFrame(rows).to_csv(root / "gpqa_diamond.csv", index=False)
     return {"lepton": "\\boxed{electron}"}  # the option's text maps to its (shuffled) letter
 
@@ -174,8 +185,21 @@ def reward():
     return get_reward("math_uncertainty", RewardConfig())
 
 
+# The subsets every fixture's first scored row must carry (field -> value, from the published columns).
+FIRST_ROW_SUBSETS = {
+    "mathvista": {"task": "geometry problem solving", "skills": ["algebraic reasoning", "geometry reasoning"],
+                  "question_type": "free_form"},
+    "mathverse": {"problem_version": "Text Lite", "subject": "Plane Geometry"},
+    "mathvision": {"subject": "counting", "level": "2"},
+    "mmstar": {"category": "coarse perception", "l2_category": "color"},
+    "olympiadbench": {"subject": "Math", "subfield": "Geometry"},
+    "math500": {"subject": "Algebra", "level": "1"},
+    "gpqa_diamond": {"domain": "Physics", "subdomain": "Physics (general)"},
+}
+
+
 def test_every_benchmark_has_a_fixture():
-    assert set(FIXTURES) == set(BENCHMARKS)
+    assert set(FIXTURES) == set(BENCHMARKS) == set(FIRST_ROW_SUBSETS)
 
 
 @pytest.mark.parametrize("name", sorted(FIXTURES))
@@ -186,6 +210,7 @@ def test_loader_reads_published_layout_and_runner_scores_it(name, tmp_path, proc
                        "math500": 0, "gpqa_diamond": 0}[name]
     assert len(loaded.items) == len(replies)
     assert loaded.items[0].record.images.__len__() == expected_images
+    assert loaded.items[0].record.meta["subsets"] == FIRST_ROW_SUBSETS[name]
     for item in loaded.items:
         for ref in item.record.images:
             assert (item.root / ref).is_file()  # embedded bytes were written to the cache; paths resolved
@@ -200,9 +225,21 @@ def test_loader_reads_published_layout_and_runner_scores_it(name, tmp_path, proc
     assert all(LMM_R1_SYSTEM_PROMPT[:40] in p.text for p in oracle.prompts)  # the R1 template was applied
     assert sum(len(p.images) for p in oracle.prompts) >= expected_images
 
+    # Per-subset scores: every published field, every question counted once per label, all correct.
+    assert list(result["subsets"]) == list(FIRST_ROW_SUBSETS[name])
+    for field, groups in result["subsets"].items():
+        first = FIRST_ROW_SUBSETS[name][field]
+        assert all(label in groups for label in (first if isinstance(first, list) else [first]))
+        assert all(g["accuracy"] == 1.0 for g in groups.values())
+        if field != "skills":  # single-label: the subsets partition the questions
+            assert sum(g["questions"] for g in groups.values()) == result["scored"]
+    assert result["subset_unknown"] == {field: 0 for field in FIRST_ROW_SUBSETS[name]}
+    assert result["extraction"] == {"extractor": "rule"}
+
     wrong = evaluate_qa(task, OracleBackend({k: "\\boxed{Z9}" for k in replies}), processor, cfg, reward,
                         tmp_path / "out2")
     assert wrong["metrics"]["accuracy"] == 0.0
+    assert all(g["accuracy"] == 0.0 for groups in wrong["subsets"].values() for g in groups.values())
 
 
 def test_missing_image_and_malformed_answer_rows_are_excluded_and_counted(tmp_path, processor, reward):
@@ -217,6 +254,40 @@ def test_missing_image_and_malformed_answer_rows_are_excluded_and_counted(tmp_pa
     assert result["scored"] == 2 and result["metrics"]["accuracy"] == 1.0  # the excluded rows were not scored as 0
     lines = (tmp_path / "out" / "samples" / "mathvista.jsonl").read_text().splitlines()
     assert len(lines) == 2
+
+
+def test_rows_without_a_subset_value_are_scored_as_unknown_and_counted(tmp_path, processor, reward):
+    # MathVista rows: one with the full metadata struct, one whose struct lacks task and skills, one with no
+    # metadata at all (a JSON export may drop it). All three are scored; the missing fields are "unknown".
+    base = dict(unit=None, precision=None, answer_type="integer", query="q", choices=None, question_type="free_form",
+                image="images/x.jpg")
+    rows = [dict(pid="1", question="Q one?", decoded_image=cell(png()), answer="1",
+                 metadata=mathvista_metadata("figure question answering", ["statistical reasoning"]), **base),
+            dict(pid="2", question="Q two?", decoded_image=cell(png()), answer="2",
+                 metadata=mathvista_metadata(None, None), **base),
+            dict(pid="3", question="Q three?", decoded_image=cell(png()), answer="3", metadata=None, **base)]
+    write_parquet(tmp_path / "mv" / "testmini.parquet", rows)
+    replies = {"Q one": "\\boxed{1}", "Q two": "\\boxed{2}", "Q three": "\\boxed{0}"}
+    result = evaluate_qa({"kind": "benchmark", "benchmark": "mathvista", "path": str(tmp_path / "mv")},
+                         OracleBackend(replies), processor, EvalConfig(), reward, tmp_path / "out")
+    assert result["scored"] == 3 and result["excluded_total"] == 0
+    assert result["subset_unknown"] == {"task": 2, "skills": 2, "question_type": 0}
+    # Q two (right) and Q three (wrong) share the unknown task: 1/2; Q one alone in its task: 1/1.
+    assert result["subsets"]["task"] == {"unknown": {"questions": 2, "accuracy": 0.5},
+                                         "figure question answering": {"questions": 1, "accuracy": 1.0}}
+    assert result["subsets"]["question_type"] == {"free_form": {"questions": 3, "accuracy": 2 / 3}}
+    line = json.loads((tmp_path / "out" / "samples" / "mathvista.jsonl").read_text().splitlines()[2])
+    assert line["subsets"] == {"task": "unknown", "skills": "unknown", "question_type": "free_form"}
+
+
+def test_subset_values_are_normalised():
+    from eval.benchmarks import UNKNOWN_SUBSET, subset_value
+
+    assert subset_value(None) == subset_value("  ") == subset_value(float("nan")) == UNKNOWN_SUBSET
+    assert subset_value([]) == subset_value([None, ""]) == UNKNOWN_SUBSET
+    assert subset_value(3) == subset_value(3.0) == subset_value(" 3 ") == "3"
+    assert subset_value(["b", "a", "b"]) == ["b", "a"]  # labels deduplicated, order kept
+    assert subset_value('["x", "y"]') == ["x", "y"]  # a list stored as a JSON string (CSV / JSONL exports)
 
 
 def test_malformed_jsonl_line_and_bad_answer_are_counted(tmp_path):
@@ -288,3 +359,31 @@ def test_prompt_templates():
     cot = apply_template(record, "cot").messages
     assert [m["role"] for m in cot] == ["user"] and cot[0]["content"][-1]["text"].endswith("within \\boxed{}.")
     assert apply_template(record, "record") is record
+
+
+def test_report_and_compare_show_subsets(tmp_path, processor, reward):
+    from eval.compare import compare
+    from eval.report import write_report
+    from eval.suites import config_dict
+
+    replies = mathvista(tmp_path / "mv")
+    task = {"kind": "benchmark", "benchmark": "mathvista", "path": str(tmp_path / "mv")}
+    runs = []
+    for label, answers in (("before", {k: "\\boxed{Z9}" for k in replies}), ("after", replies)):
+        result = evaluate_qa(task, OracleBackend(answers), processor, EvalConfig(), reward, tmp_path / label)
+        results = {"suite": "s", "model": "m", "config": config_dict(EvalConfig()), "seconds": 1.0,
+                   "tasks": [result], "summary": {}}
+        write_report(results, tmp_path / label)
+        runs.append(tmp_path / label)
+    md = (tmp_path / "after" / "report.md").read_text()
+    assert "mathvista by subset:" in md and "| field | subset | questions | acc % |" in md
+    assert "| task | geometry problem solving | 2 | 100.00 |" in md
+    assert "| skills | algebraic reasoning | 2 | 100.00 |" in md
+    assert "| question_type | free_form | 1 | 100.00 |" in md and "| question_type | multi_choice | 1 | 100.00 |" in md
+    assert "without a subset value" not in md  # nothing unknown in this fixture
+    assert (tmp_path / "after" / "plots" / "subsets_mathvista.png").read_bytes().startswith(b"\x89PNG")
+    assert "plots/subsets_mathvista.png" in json.loads((tmp_path / "after" / "results.json").read_text())["plots"]
+
+    table = json.loads((compare(runs, tmp_path / "cmp", ["before", "after"]) / "comparison.json").read_text())
+    row = next(r for r in table["rows"] if r["task"] == "mathvista · task=geometry problem solving")
+    assert row["values"] == {"before": 0.0, "after": 1.0} and row["delta"] == 1.0

@@ -95,3 +95,31 @@ def test_episode_reward_stats():
     assert s["mean_reward"] == pytest.approx(13.0)
     assert s["std_reward"] == pytest.approx(math.sqrt(366))
     assert (s["min_reward"], s["max_reward"], s["episodes"]) == (-2.0, 40.0, 3)
+
+
+def test_subset_breakdown_exact():
+    # Three questions, 4 samples each: c = 4, 1, 0. Question 0 is in skills a and b (multi-label), 1 in a, 2 in b;
+    # task: 0 and 1 are "x", 2 is "unknown".
+    subsets = [{"task": "x", "skills": ["a", "b"]}, {"task": "x", "skills": ["a"]},
+               {"task": "unknown", "skills": ["b"]}]
+    out = M.subset_breakdown(subsets, [4, 1, 0], [4, 4, 4])
+    # task x: accuracy (1 + 1/4)/2 = 0.625; pass@2: q0 = 1, q1 = 1 - C(3,2)/C(4,2) = 1 - 3/6 = 0.5 -> 0.75;
+    # pass@4: q0 = 1, q1 = 1 -> 1. AUC over log2 k = 0, 1, 2: (p1 + 2 p2 + p4) / (2 * 2) = (0.625 + 1.5 + 1) / 4.
+    x = out["task"]["x"]
+    assert x["questions"] == 2 and x["accuracy"] == 0.625
+    assert x["pass_at_k"] == {"1": 0.625, "2": 0.75, "4": 1.0}
+    assert x["pass_at_k_auc"] == pytest.approx((0.625 + 1.5 + 1.0) / 4)
+    assert out["task"]["unknown"] == {"questions": 1, "accuracy": 0.0, "pass_at_k": {"1": 0.0, "2": 0.0, "4": 0.0},
+                                      "pass_at_k_auc": 0.0}
+    # skills overlap: a = {q0, q1}, b = {q0, q2}; sizes sum to 4 > 3 questions.
+    assert out["skills"]["a"]["accuracy"] == 0.625 and out["skills"]["b"]["accuracy"] == 0.5
+    assert list(out["task"]) == ["x", "unknown"]
+    order = M.subset_breakdown([{"t": v} for v in ["b", "a", "unknown", "b", "c", "a", "unknown", "unknown"]],
+                               [0] * 8, [1] * 8)
+    assert list(order["t"]) == ["a", "b", "c", "unknown"]  # largest first, ties by name, a missing value last
+    levels = M.subset_breakdown([{"level": v} for v in ["10", "2", "unknown", "2", "1"]], [0] * 5, [1] * 5)
+    assert list(levels["level"]) == ["1", "2", "10", "unknown"]  # numbers in numeric order
+    greedy = M.subset_breakdown([{"level": "1"}, {"level": "2"}, {"level": "1"}], [1, 0, 0], [1, 1, 1])
+    assert greedy == {"level": {"1": {"questions": 2, "accuracy": 0.5}, "2": {"questions": 1, "accuracy": 0.0}}}
+    with pytest.raises(ValueError, match="subset rows"):
+        M.subset_breakdown([{}], [1, 0], [1, 1])

@@ -173,3 +173,54 @@ def test_hf_backend_runs_a_suite(tiny_model_dir, tmp_path):
     task = results["tasks"][0]
     assert task["name"] == "synthetic_counting" and task["prompt"] == "cot" and task["scored"] == 2
     assert (tmp_path / "out" / "plots" / "scores.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def test_tiny_model_as_judge_end_to_end(engine, tiny_model_dir, tmp_path):
+    # The tiny model answers (vLLM) and judges (its own HF model, built by run_suite from judge_model=tiny).
+    # Its replies are garbage, so nearly every answer falls back to the rules: what is checked is the plumbing
+    # (every non-abstaining sample reaches the judge once, each sample is counted once, fallbacks are graded
+    # exactly as the rules grade them) and the report.
+    backend, processor = engine
+    suite = load_suite("synthetic-text", ["max_new_tokens=12", "extractor=judge", "judge_model=tiny",
+                                          "judge_backend=hf", "judge_dtype=float32", "judge_max_new_tokens=6"])
+    results = run_cli.run_suite(suite, tiny_model_dir, tmp_path / "judged", backend, processor)
+    task = results["tasks"][0]
+    e = task["extraction"]
+    assert e["extractor"] == "judge" and Path(e["judge_model"]) == Path(tiny_model_dir)
+    assert e["judge"] + e["fallback"] + e["abstained"] == task["scored"] == 6
+    assert sum(e["fallback_reasons"].values()) == e["fallback"]
+    lines = [json.loads(line) for line in (tmp_path / "judged" / "samples" / "synthetic_text.jsonl").read_text()
+             .splitlines()]
+    asked = [o for line in lines for o in line["judge_outputs"] if o is not None]
+    assert len(asked) == e["judge"] + e["fallback"]  # one judge reply per non-abstaining sample
+    assert all(isinstance(o, str) and o for o in asked)  # the tiny model's (garbage) text, kept for inspection
+
+    # The same responses graded by the rules alone: every fallen-back or abstaining sample has the rule outcome.
+    from eval.run import grade
+    from lmmr1.data.records import validate_record
+    from lmmr1.rewards import RewardConfig, get_reward
+
+    reward = get_reward(suite.config.reward, RewardConfig())
+    records = [validate_record(json.loads(r)) for r in (tmp_path / "judged" / "data" / "synthetic_text" /
+                                                        "records.jsonl").read_text().splitlines()]
+    for line, record in zip(lines, records):
+        for text, outcome, method in zip(line["responses"], line["outcomes"], line["extraction"]):
+            if method != "judge":
+                assert grade(text, record, reward).outcome == outcome
+
+    md = (tmp_path / "judged" / "report.md").read_text()
+    assert (f"- synthetic_text: judge `{e['judge_model']}` extracted {e['judge']} answer(s); {e['fallback']} fell "
+            "back to the rules") in md
+
+
+def test_self_judge_shares_the_vllm_engine(engine, tiny_model_dir, tmp_path):
+    # judge_model=self: the evaluated model's own vLLM engine extracts the answers (no second engine).
+    backend, processor = engine
+    suite = load_suite("synthetic-text", ["max_new_tokens=12", "extractor=judge", "judge_model=self",
+                                          "judge_max_new_tokens=6"])
+    results = run_cli.run_suite(suite, tiny_model_dir, tmp_path / "self", backend, processor)
+    e = results["tasks"][0]["extraction"]
+    assert e["judge_model"] == f"self ({tiny_model_dir})"
+    assert e["judge"] + e["fallback"] + e["abstained"] == 6 and sum(e["fallback_reasons"].values()) == e["fallback"]
+    lines = (tmp_path / "self" / "samples" / "synthetic_text.jsonl").read_text().splitlines()
+    assert sum(o is not None for line in lines for o in json.loads(line)["judge_outputs"]) == 6 - e["abstained"]
