@@ -24,5 +24,5 @@ common=(
 )
 "$PY" -m lmmr1.stages.fre "${common[@]}" train.run_dir="$RUN/fre"
 "$PY" -m lmmr1.stages.mgt "${common[@]}" stage.init_from="$RUN/fre" train.run_dir="$RUN/mgt"
-test -f "$RUN/mgt/final/config.json" -a -f "$RUN/mgt/final/preprocessor_config.json"
+test -f "$RUN/mgt/final/config.json" -a -f "$RUN/mgt/final/processor_config.json"
 echo "distributed smoke: OK ($RUN/fre/final -> $RUN/mgt/final)"

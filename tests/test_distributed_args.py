@@ -51,7 +51,7 @@ FRE_GOLDEN = [
     "--train.seed 42",
     "--ds.param_dtype bf16",
     "--ckpt.path runs/lmmr1_fre_text/checkpoints",
-    "--ckpt.output_dir runs/lmmr1_fre_text/final",
+    "--ckpt.output_dir runs/lmmr1_fre_text/final.incomplete",  # renamed to final/ once complete
     "--ckpt.save_steps 20",
     "--ckpt.max_num 2",
     "--ckpt.save_hf",
@@ -337,3 +337,22 @@ def test_multi_turn_episodes_are_refused_by_the_local_engine():
     with pytest.raises(ConfigError, match="openrlhf.agent_executor: multi-turn env episodes run on "
                                           "stage.engine=openrlhf only"):
         validate(cfg, check_paths=False)
+
+
+def test_final_checkpoint_is_published_only_when_complete(tiny_model_dir, tmp_path):
+    import shutil
+
+    from lmmr1.distributed.launch import publish_final
+    from lmmr1.stages.common import resolve_init
+
+    saved = tmp_path / "final.incomplete"
+    saved.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", saved)
+    with pytest.raises(RuntimeError, match="incomplete"):
+        publish_final(tmp_path)  # weights and processor not written yet (a crash mid-save)
+    assert not (tmp_path / "final").exists()
+    shutil.rmtree(saved)
+    shutil.copytree(tiny_model_dir, saved)
+    assert publish_final(tmp_path) == tmp_path / "final" and not saved.exists()
+    cfg = load_config("mgt", None, [f"stage.init_from={tmp_path}"])
+    assert resolve_init(cfg).model_path == str(tmp_path / "final")  # MGT's run-directory convention

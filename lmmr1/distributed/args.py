@@ -35,6 +35,9 @@ from lmmr1.config import ConfigError, StageConfig
 UPSTREAM_ESTIMATORS = ("rloo", "reinforce_baseline", "group_norm", "dr_grpo")
 """lmmr1 estimators that OpenRLHF's `--algo.advantage.estimator` accepts under the same name."""
 
+INCOMPLETE_FINAL = "final.incomplete"
+"""Where OpenRLHF writes the final HF checkpoint; renamed to `final` when `train()` has returned."""
+
 LOSS_AGG_MODES = ("token-mean", "seq-mean-token-mean")
 """`algorithm.loss_agg_mode` values OpenRLHF 0.11.2 implements."""
 
@@ -254,9 +257,10 @@ def stage_to_openrlhf(cfg: StageConfig, inputs: Inputs) -> list[str]:
         "--train.micro_batch_size", str(o.micro_batch_size),
         "--train.seed", str(t.seed),
         "--ds.param_dtype", "bf16",
-        # checkpoints and logs (final/ is the HF checkpoint the next stage starts from)
+        # checkpoints and logs (the launcher renames the HF save to final/, the next stage's start, once the
+        # run has finished: a crashed run never leaves a half-written final/)
         "--ckpt.path", str(run_dir / "checkpoints"),
-        "--ckpt.output_dir", str(run_dir / "final"),
+        "--ckpt.output_dir", str(run_dir / INCOMPLETE_FINAL),
         "--ckpt.save_steps", str(t.save_every),
         "--ckpt.max_num", str(t.keep_last),
         "--ckpt.save_hf",

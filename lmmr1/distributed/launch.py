@@ -15,7 +15,7 @@ What `run_openrlhf_stage` does, in order:
     4. `train(args)`: OpenRLHF's wiring with lmmr1's classes (lmmr1.distributed.rollout, .trainer): rollout engines that
        reset their encoder caches after every weight broadcast, the trainer with lmmr1's estimators;
     5. <run_dir>/final: the HF checkpoint (model + processor) that the next stage starts from, exactly as
-       after the local engine.
+       after the local engine (OpenRLHF writes it to final.incomplete; renamed once complete).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import os
 from pathlib import Path
 
 from lmmr1.config import ConfigError, StageConfig, to_dict
-from lmmr1.distributed.args import Inputs, command_line, parse_and_validate, stage_to_openrlhf
+from lmmr1.distributed.args import INCOMPLETE_FINAL, Inputs, command_line, parse_and_validate, stage_to_openrlhf
 
 DISTRIBUTED_DIR = "openrlhf"
 """Subdirectory of the run directory holding the converted data and the command line."""
@@ -228,7 +228,26 @@ def run_openrlhf_stage(cfg: StageConfig, run_dir: Path) -> Path:
     print(f"[{cfg.stage.name}] OpenRLHF arguments checked; command in {out / 'command.txt'}", flush=True)
     connect_ray(cfg.openrlhf.ray_address, reward_env(cfg))
     train(validated.args)
+    publish_final(run_dir)
     return run_dir
+
+
+def publish_final(run_dir: Path) -> Path:
+    """OpenRLHF's final HF save -> `<run_dir>/final`, in one rename once it is complete (model weights and
+    processor written), so the next stage never starts from a half-written checkpoint."""
+    import shutil
+
+    saved, final = run_dir / INCOMPLETE_FINAL, run_dir / "final"
+    missing = [] if (saved / "config.json").is_file() else ["config.json"]
+    if not any((saved / name).is_file() for name in ("processor_config.json", "preprocessor_config.json")):
+        missing.append("processor_config.json")
+    if not any(saved.glob("*.safetensors")):
+        missing.append("*.safetensors")
+    if missing:
+        raise RuntimeError(f"OpenRLHF's final save in {saved} is incomplete (missing: {', '.join(missing)})")
+    shutil.rmtree(final, ignore_errors=True)
+    saved.rename(final)
+    return final
 
 
 def dry_run_command(cfg: StageConfig, model_path: str) -> str:
