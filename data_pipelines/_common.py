@@ -58,6 +58,10 @@ def reason_for(err: Exception) -> str:
     if isinstance(err, RecordError):
         root = (err.field or "row").split(".")[0].split("[")[0]
         return f"invalid_{root}"
+    from lmmr1.rollout.prompts import PromptTooLongError
+
+    if isinstance(err, PromptTooLongError):
+        return "prompt_too_long"
     return type(err).__name__
 
 

@@ -75,8 +75,14 @@ def convert_records_file(
     check_images: bool = True,
     image_config: ImageConfig | None = None,
     progress: bool = False,
+    processor=None,
+    max_prompt_len: int | None = None,
 ) -> ConversionReport:
-    """Records JSONL -> OpenRLHF JSONL; returns the report. The dataset root is the input file's folder."""
+    """Records JSONL -> OpenRLHF JSONL; returns the report. The dataset root is the input file's folder.
+
+    With `processor` and `max_prompt_len`, every prompt is also encoded as the rollout will encode it (chat
+    template, images expanded) and a record longer than `max_prompt_len` tokens is rejected and counted
+    (`prompt_too_long`): OpenRLHF's executor would stop the whole run on an over-long image prompt."""
     input_path, output_path = Path(input_path), Path(output_path)
     root = Path(os.path.abspath(input_path)).parent
     report = ConversionReport()
@@ -84,9 +90,13 @@ def convert_records_file(
 
     def to_row(raw: Any, file: str, row: int) -> dict[str, Any]:
         record = validate_record(raw, file=file, row=row)
-        if check_images:
-            for ref in record.images:
-                load_image(ref, root, config)
+        images = [load_image(ref, root, config) for ref in record.images] if check_images else []
+        if processor is not None and max_prompt_len is not None:
+            from lmmr1.rollout.prompts import encode_prompt
+
+            if not check_images:
+                images = [load_image(ref, root, config) for ref in record.images]
+            encode_prompt(processor, record.messages, images, max_prompt_len=max_prompt_len)
         return record_to_openrlhf(record, root)
 
     rows = convert_rows(read_jsonl_rows(input_path, report), to_row, report, progress=progress,

@@ -356,3 +356,34 @@ def test_final_checkpoint_is_published_only_when_complete(tiny_model_dir, tmp_pa
     assert publish_final(tmp_path) == tmp_path / "final" and not saved.exists()
     cfg = load_config("mgt", None, [f"stage.init_from={tmp_path}"])
     assert resolve_init(cfg).model_path == str(tmp_path / "final")  # MGT's run-directory convention
+
+
+def test_inputs_reject_bad_rows_and_carry_the_image_sizing(tiny_model_dir, tmp_path):
+    """What a distributed stage trains on: the records converted for OpenRLHF, with a missing image and a
+    prompt longer than the context counted and left out (OpenRLHF would stop the run on the latter), and the
+    prepared model directory's pixel bounds as vLLM's mm_processor_kwargs."""
+    from PIL import Image
+
+    from lmmr1.distributed.launch import prepare_inputs
+
+    Image.new("RGB", (56, 56), "red").save(tmp_path / "red.png")
+    image_turn = [{"type": "image"}, {"type": "text", "text": "Colour?"}]
+    rows = [{"messages": [{"role": "user", "content": f"{i} + 1 = ?"}], "answer": str(i + 1)} for i in range(3)]
+    rows.append({"messages": [{"role": "user", "content": image_turn}], "images": ["red.png"], "answer": "red"})
+    rows.append({"messages": [{"role": "user", "content": image_turn}], "images": ["gone.png"], "answer": "x"})
+    rows.append({"messages": [{"role": "user", "content": "many words " * 400}], "answer": "1"})
+    records = tmp_path / "records.jsonl"
+    records.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    cfg = load_config("fre", str(STAGES / "ngrpo_fre_text.yaml"), [
+        "stage.engine=openrlhf", f"model.path={tiny_model_dir}", f"data.train_files=[{records}]",
+        "data.max_prompt_len=4096", "rollout.max_model_len=512", "rollout.max_new_tokens=256",
+        "model.min_pixels=3136", "model.max_pixels=50176", f"train.run_dir={tmp_path / 'run'}"])
+    inputs = prepare_inputs(cfg, tmp_path / "run")
+    converted = [json.loads(line) for line in Path(inputs.train_dataset).read_text().splitlines()]
+    assert inputs.num_prompts == len(converted) == 4
+    assert [json.loads(row["label"])["answer"] for row in converted] == ["1", "2", "3", "red"]
+    assert converted[3]["images"] == [str((tmp_path / "red.png").resolve())]
+    report = json.loads((tmp_path / "run" / "openrlhf" / "conversion.json").read_text())[str(records)]
+    assert report["kept"] == 4 and report["rejected"] == {"image_missing": 1, "prompt_too_long": 1}
+    assert inputs.mm_processor_kwargs == {"min_pixels": 3136, "max_pixels": 50176}
+    assert Path(inputs.model) == (tmp_path / "run" / "prepared_model").resolve()

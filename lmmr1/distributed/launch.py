@@ -7,7 +7,8 @@
 What `run_openrlhf_stage` does, in order:
     1. inputs: the starting checkpoint, as a prepared model directory when the stage overrides the processor's
        min/max pixels (the same directory the local engine uses); the record files converted to OpenRLHF's
-       prompt JSONL (bad rows rejected and counted, never passed on);
+       prompt JSONL (rows with bad fields or images, or prompts too long for the context, rejected and
+       counted in <run_dir>/openrlhf/conversion.json, never passed on);
     2. arguments: `stage_to_openrlhf` (lmmr1.distributed.args), parsed and checked by OpenRLHF's own parser
        and rules before Ray starts; written to <run_dir>/openrlhf/command.txt;
     3. Ray: a local one (single node) or the cluster at `openrlhf.ray_address` (multi-node); the reward's
@@ -49,6 +50,9 @@ def check_supported(cfg: StageConfig) -> None:
                           "stage first or set warmup.steps=0 for stage.engine=openrlhf")
     if not cfg.data.train_files and not cfg.synthetic.train_tasks:
         raise ConfigError("no training data: set data.train_files or synthetic.train_tasks")
+    if cfg.rollout.max_model_len <= cfg.rollout.max_new_tokens:
+        raise ConfigError(f"rollout.max_model_len={cfg.rollout.max_model_len} leaves no room for a prompt next to "
+                          f"rollout.max_new_tokens={cfg.rollout.max_new_tokens}")
 
 
 def count_rows(path: str | Path) -> int:
@@ -89,8 +93,11 @@ def check_image_budget(cfg: StageConfig, envs: set[str]) -> None:
                 f"or lower openrlhf.env_config.{env}.max_turns")
 
 
-def convert_records(files: list[str], out: Path) -> tuple[int, dict]:
-    """Record JSONL files -> one OpenRLHF prompt JSONL at `out`; (rows kept, conversion report per file)."""
+def convert_records(files: list[str], out: Path, processor=None, max_prompt_len: int | None = None
+                    ) -> tuple[int, dict]:
+    """Record JSONL files -> one OpenRLHF prompt JSONL at `out`; (rows kept, conversion report per file).
+    Rows with a bad image, a bad field or (with `processor`) a prompt over `max_prompt_len` tokens are
+    rejected and counted, never passed on."""
     from data_pipelines.to_openrlhf import convert_records_file
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,7 +105,7 @@ def convert_records(files: list[str], out: Path) -> tuple[int, dict]:
     with open(out.with_suffix(".tmp"), "w", encoding="utf-8") as merged:
         for i, file in enumerate(files):
             part = out.with_name(f"{out.stem}-{i}.jsonl")
-            report = convert_records_file(file, part)
+            report = convert_records_file(file, part, processor=processor, max_prompt_len=max_prompt_len)
             reports[file] = report.to_dict()
             kept += report.kept
             merged.write(part.read_text(encoding="utf-8"))
@@ -119,9 +126,11 @@ def prepare_inputs(cfg: StageConfig, run_dir: Path, convert: bool = True) -> Inp
     train, evals = out / "train.jsonl", out / "eval.jsonl"
     if convert:
         model_dir = prepare_model_dir(model_dir, cfg, run_dir)
-        num_prompts, reports = convert_records(cfg.data.train_files, train)
+        processor = load_processor(model_dir)  # the one OpenRLHF's actors load from the same directory
+        budget = prompt_budget(cfg)
+        num_prompts, reports = convert_records(cfg.data.train_files, train, processor, budget)
         if cfg.data.eval_files:
-            reports.update(convert_records(cfg.data.eval_files, evals)[1])
+            reports.update(convert_records(cfg.data.eval_files, evals, processor, budget)[1])
         (out / "conversion.json").write_text(json.dumps(reports, indent=2) + "\n")
     elif cfg.synthetic.train_tasks:
         num_prompts = cfg.synthetic.n_train * len(cfg.synthetic.train_tasks)
@@ -140,6 +149,12 @@ def prepare_inputs(cfg: StageConfig, run_dir: Path, convert: bool = True) -> Inp
                   reward_file=reward_file(), agent_file=agent,
                   eval_dataset=str(evals.resolve()) if cfg.data.eval_files or cfg.synthetic.eval_tasks else None,
                   mm_processor_kwargs=mm_kwargs)
+
+
+def prompt_budget(cfg: StageConfig) -> int:
+    """Longest prompt in tokens: `data.max_prompt_len`, and room for a whole response in the context (OpenRLHF
+    refuses an image prompt longer than max_len - max_new_tokens instead of truncating it)."""
+    return min(cfg.data.max_prompt_len, cfg.rollout.max_model_len - cfg.rollout.max_new_tokens)
 
 
 def reward_env(cfg: StageConfig) -> dict[str, str]:
