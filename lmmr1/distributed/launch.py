@@ -162,7 +162,10 @@ def reward_env(cfg: StageConfig) -> dict[str, str]:
     the env configs of agent episodes."""
     return {"LMMR1_REWARD": cfg.algorithm.reward, "LMMR1_REWARD_ARGS": json.dumps(cfg.algorithm.reward_args),
             "LMMR1_ENV_CONFIG": json.dumps(cfg.openrlhf.env_config),
-            "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true")}
+            # OpenRLHF's own defaults for its actors (a value set in this environment wins):
+            "TOKENIZERS_PARALLELISM": os.environ.get("TOKENIZERS_PARALLELISM", "true"),
+            "NCCL_DEBUG": os.environ.get("NCCL_DEBUG", "WARN"),
+            "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1")}
 
 
 def connect_ray(address: str, env_vars: dict[str, str]) -> None:
