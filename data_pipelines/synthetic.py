@@ -6,9 +6,16 @@
 | `expression` | MGT   | an arithmetic expression rendered as an image              | one number is covered by a black box            |
 | `counting`   | MGT   | coloured circles/squares/triangles; "how many red circles?"| asks for a property the image does not show     |
 | `geometry`   | MGT   | a rectangle or right triangle with labelled sides          | a needed side is labelled "?"                   |
+| `larger`     | FRE   | "Which number is larger, 3 or 8?" (text only)              | one number is replaced by "a secret number"     |
+| `shapes`     | MGT   | 1..4 big shapes on a 2 x 2 grid; "how many shapes?"        | asks for a property the image does not show     |
+
+`larger` and `shapes` are the embedded default stages' tasks: the answer depends on the question (or image) and
+a tiny random transformer can learn the rule within a few hundred RL steps on a CPU, so held-out accuracy
+can visibly rise (the other tasks are too hard for it: it learns only their answer prior).
 
 Difficulty levels 1..5: arithmetic/expression use `difficulty` operations with numbers up to 10 x
-difficulty; counting draws 3 x difficulty shapes; geometry picks the question type (1: rectangle area,
+difficulty; counting draws 3 x difficulty shapes; `larger` compares two distinct numbers in 0..10 x difficulty - 1;
+`shapes` uses a (difficulty + 1)-square grid, one shape per cell at most; geometry picks the question type (1: rectangle area,
 2: rectangle perimeter, 3: right-triangle area, 4: hypotenuse, 5: area of the rectangle minus an inner
 right triangle). An unanswerable example's answer is `UNANSWERABLE`: the correct response abstains.
 
@@ -279,11 +286,52 @@ def geometry(rng: random.Random, difficulty: int, unanswerable: bool, image_size
     return Example(question, latex_number(value), image, meta=meta)
 
 
+# -- the larger of two numbers (text) ----------------------------------------------------------------------
+
+
+def larger(rng: random.Random, difficulty: int, unanswerable: bool, image_size: int) -> Example:
+    """Two distinct numbers in 0..10 x difficulty - 1; the answer is the larger one (read off the question)."""
+    a, b = rng.sample(range(10 * difficulty), 2)
+    if unanswerable:
+        shown = [str(a), "a secret number"]
+        rng.shuffle(shown)
+        return Example(f"Which number is larger, {shown[0]} or {shown[1]}?", UNANSWERABLE, meta={"numbers": [a]})
+    return Example(f"Which number is larger, {a} or {b}?", str(max(a, b)), meta={"numbers": [a, b]})
+
+
+# -- big shapes on a grid (image) -------------------------------------------------------------------------
+
+
+def shapes(rng: random.Random, difficulty: int, unanswerable: bool, image_size: int) -> Example:
+    """1..grid^2 shapes, one per cell of a (difficulty + 1)-square grid, each filling most of its cell; ask how many.
+
+    At difficulty 1 and image_size 56 a cell is one 28 px merged vision token of the tiny Qwen2.5-VL, so the
+    count is the number of non-white tokens: a rule its small vision tower can learn."""
+    grid = difficulty + 1
+    cell = image_size // grid
+    count = rng.randint(1, grid * grid)
+    cells = sorted(rng.sample(range(grid * grid), count))
+    image = Image.new("RGB", (image_size, image_size), "white")
+    draw = ImageDraw.Draw(image)
+    drawn = []
+    for c in cells:
+        shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
+        row, col = divmod(c, grid)
+        draw_shape(draw, shape, COLORS[color], col * cell + cell // 2, row * cell + cell // 2, cell * 2 // 5)
+        drawn.append((color, shape))
+    meta = {"shapes": drawn, "cells": cells}
+    if unanswerable:
+        return Example("What is the total weight, in grams, of the shapes in the image?", UNANSWERABLE, image, meta=meta)
+    return Example("How many shapes are in the image?", str(count), image, meta=meta)
+
+
 GENERATORS: dict[str, Callable[[random.Random, int, bool, int], Example]] = {
     "arithmetic": arithmetic,
     "expression": expression,
     "counting": counting,
     "geometry": geometry,
+    "larger": larger,
+    "shapes": shapes,
 }
 
 

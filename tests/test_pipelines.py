@@ -328,6 +328,48 @@ def test_synthetic_unanswerable_variants_and_rewards(tmp_path):
     assert (reward(abstain, answerable).outcome, reward(commit, answerable).outcome) == ("uncertain", "correct")
 
 
+def test_synthetic_larger_answer_is_read_off_the_question(tmp_path):
+    example, level, _ = synthetic.make_example("larger", seed=0, index=0)
+    assert (example.question, example.answer, level) == ("Which number is larger, 2 or 0?", "2", 1)  # pinned
+    records = synthetic.generate("larger", 50, 3, tmp_path / "l.jsonl", difficulty="1-5", system="none")
+    for record in records:
+        a, b = record.meta["numbers"]
+        lo, hi = 0, 10 * record.meta["difficulty"] - 1
+        assert a != b and lo <= min(a, b) and max(a, b) <= hi
+        assert record.messages == [{"role": "user", "content": f"Which number is larger, {a} or {b}?"}]
+        assert record.answer == str(max(a, b)) and record.images == []
+    assert {r.answer for r in records if r.meta["difficulty"] == 1} <= {str(n) for n in range(1, 10)}
+    hidden = synthetic.make_example("larger", 0, 0, unanswerable_fraction=1.0)[0]
+    assert hidden.answer == UNANSWERABLE and "a secret number" in hidden.question
+
+
+def test_synthetic_shapes_count_matches_the_pixels(tmp_path):
+    example, _, _ = synthetic.make_example("shapes", seed=0, index=0, image_size=56)
+    assert (example.question, example.answer, example.meta["cells"]) == (
+        "How many shapes are in the image?", "4", [0, 1, 2, 3])  # pinned
+    records = synthetic.generate("shapes", 40, 1, tmp_path / "s.jsonl", difficulty="1-2", image_size=56)
+    counts = set()
+    for record in records:
+        grid = record.meta["difficulty"] + 1
+        cells = record.meta["cells"]
+        assert record.answer == str(len(cells)) == str(len(record.meta["shapes"]))
+        assert 1 <= len(cells) <= grid * grid and cells == sorted(set(cells))
+        image = load_image(record.images[0], tmp_path)
+        assert image.size == (56, 56)
+        # A drawn cell has colour at its centre; an empty cell is white all over.
+        side = 56 // grid
+        for c in range(grid * grid):
+            row, col = divmod(c, grid)
+            box = image.crop((col * side, row * side, (col + 1) * side, (row + 1) * side))
+            white = box.getcolors(side * side) == [(side * side, (255, 255, 255))]
+            assert white == (c not in cells), (record.meta, c)
+        if grid == 2:
+            counts.add(len(cells))
+    assert counts == {1, 2, 3, 4}
+    hidden = synthetic.make_example("shapes", 0, 0, unanswerable_fraction=1.0, image_size=56)[0]
+    assert hidden.answer == UNANSWERABLE and "weight" in hidden.question
+
+
 @pytest.mark.parametrize("spec", ["0", "6", "3-1", "x", "1-"])
 def test_bad_difficulty(spec):
     with pytest.raises(ValueError, match="difficulty"):

@@ -42,28 +42,31 @@ _TINY_COMMON = {
                 "temperature": 1.0, "max_model_len": 1024},
     "algorithm": {"estimator": "group_norm", "group_filter": "none", "reward": "lmm_r1",
                   "eps_clip_low": 0.2, "eps_clip_high": 0.2, "kl_coef": 0.0},
-    "optim": {"lr": 2e-4, "warmup_ratio": 0.0, "min_lr_ratio": 0.1, "updates_per_step": 1, "micro_batch_size": 16},
 }
 
 DEFAULTS: dict[str, dict] = {
     "fre": {
         "stage": {"name": "fre", "engine": "local", "init_from": ""},
-        "synthetic": {"train_tasks": ["arithmetic"], "eval_tasks": ["arithmetic"], "n_train": 512, "n_eval": 64,
+        "synthetic": {"train_tasks": ["larger"], "eval_tasks": ["larger"], "n_train": 512, "n_eval": 64,
                       "seed": 0, "difficulty": "1", "system_prompt": "none"},
-        "warmup": {"steps": 40, "batch_size": 16, "lr": 3e-3},
+        "warmup": {"steps": 200, "batch_size": 16, "lr": 3e-3},
         **_TINY_COMMON,
         "model": {**_TINY_COMMON["model"], "freeze_vision": True},
-        "train": {"steps": 100, "seed": 0, "run_dir": "runs/default_fre", "save_every": 50, "eval_every": 25,
+        "optim": {"lr": 1e-3, "warmup_ratio": 0.0, "min_lr_ratio": 0.1, "updates_per_step": 1,
+                  "micro_batch_size": 16},
+        "train": {"steps": 200, "seed": 0, "run_dir": "runs/default_fre", "save_every": 50, "eval_every": 25,
                   "tensorboard": False},
     },
     "mgt": {
         "stage": {"name": "mgt", "engine": "local", "init_from": "runs/default_fre"},
-        "synthetic": {"train_tasks": ["counting", "expression"], "eval_tasks": ["counting", "expression"],
-                      "n_train": 256, "n_eval": 32, "seed": 0, "difficulty": "1", "image_size": 56, "system_prompt": "none"},
+        "synthetic": {"train_tasks": ["shapes"], "eval_tasks": ["shapes"], "n_train": 256, "n_eval": 64, "seed": 0,
+                      "difficulty": "1", "image_size": 56, "system_prompt": "none"},
         "warmup": {"steps": 0},
         **_TINY_COMMON,
         "model": {**_TINY_COMMON["model"], "freeze_vision": False},
-        "train": {"steps": 100, "seed": 0, "run_dir": "runs/default_mgt", "save_every": 50, "eval_every": 25,
+        "optim": {"lr": 5e-4, "warmup_ratio": 0.0, "min_lr_ratio": 0.1, "updates_per_step": 1,
+                  "micro_batch_size": 16},
+        "train": {"steps": 200, "seed": 0, "run_dir": "runs/default_mgt", "save_every": 50, "eval_every": 25,
                   "tensorboard": False},
     },
 }
