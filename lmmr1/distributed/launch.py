@@ -66,12 +66,15 @@ def episode_envs(files: list[str]) -> set[str]:
     for file in files:
         with open(file, encoding="utf-8") as f:
             for row, line in enumerate(f, 1):
-                if line.strip():
-                    env = (json.loads(line).get("meta") or {}).get("env")
-                    if not env:
-                        raise ConfigError(f"{file}:{row}: meta.env: missing; openrlhf.agent_executor plays each "
-                                          "record as an env episode (data_pipelines.football_tasks / sokoban_tasks)")
-                    envs.add(env)
+                try:
+                    row_meta = json.loads(line).get("meta") or {}
+                except (ValueError, AttributeError):
+                    continue  # a blank line or not a record: the conversion rejects and counts the latter
+                env = row_meta.get("env") if isinstance(row_meta, dict) else None
+                if not env:
+                    raise ConfigError(f"{file}:{row}: meta.env: missing; openrlhf.agent_executor plays each "
+                                      "record as an env episode (data_pipelines.football_tasks / sokoban_tasks)")
+                envs.add(env)
     return envs
 
 
