@@ -2,7 +2,7 @@
 
 For each seed and algorithm: `python -m lmmr1.stages.fre --config stages/default_fre[_ngrpo].yaml train.seed=S`,
 then `python -m lmmr1.stages.mgt --config stages/default_mgt[_ngrpo].yaml train.seed=S` (from FRE's final/), then
-every checkpoint on both held-out sets: the text eval (synthetic `larger`, FRE's data/eval.jsonl) and the
+every checkpoint (each stage's warm-up and final) on both held-out sets: the text eval (synthetic `larger`, FRE's data/eval.jsonl) and the
 multimodal eval (synthetic `shapes` images, MGT's data/eval.jsonl). The seed moves the warm-up's batches, the data
 order and the rollout sampling; the model's initial weights and the train / held-out sets stay the same.
 Numbers the stages already logged are read from metrics.jsonl (greedy, the rollout backend); the ones the stages
@@ -13,7 +13,8 @@ up to float ties.
     python bench/stages_accuracy.py --out runs/bench_stages [--algos grpo,ngrpo] [key=value ...] [--seeds 0 1 2]
 
 `key=value` overrides go to every stage (e.g. rollout.backend=hf). Writes OUT/results.json and OUT/results.md
-(rewritten after every run, so a long sweep can be read while it goes).
+(rewritten after every run, so a long sweep can be read while it goes). A stage whose run directory is finished
+(stage_summary.json) is reused, not run again: delete OUT to measure from scratch.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def eval_at(rows: list[dict], which: int) -> float:
     return evals[which]["eval/accuracy"]
 
 
-COLUMNS = ("random init", "after warm-up (before FRE RL)", "after FRE", "after MGT")
+COLUMNS = ("random init", "after FRE warm-up", "after FRE", "after MGT warm-up", "after MGT")
 
 
 def run_pair(algo: str, seed: int, out: Path, overrides: list[str]) -> dict:
@@ -52,6 +53,9 @@ def run_pair(algo: str, seed: int, out: Path, overrides: list[str]) -> dict:
     timings = {}
     for stage, config, run_dir, extra in (("fre", fre_cfg, fre_dir, []),
                                            ("mgt", mgt_cfg, mgt_dir, [f"stage.init_from={fre_dir}"])):
+        if (run_dir / "stage_summary.json").is_file():
+            print(f"reusing the finished run {run_dir} (delete it to run the stage again)", flush=True)
+            continue
         start = time.time()
         cmd = [sys.executable, "-m", f"lmmr1.stages.{stage}", "--config", config, f"train.run_dir={run_dir}",
                f"train.seed={seed}", "train.progress=false", *extra, *overrides]
@@ -59,19 +63,24 @@ def run_pair(algo: str, seed: int, out: Path, overrides: list[str]) -> dict:
         subprocess.run(cmd, cwd=ROOT, check=True)
         timings[stage] = round(time.time() - start, 1)
     fre_rows, mgt_rows = metrics(fre_dir), metrics(mgt_dir)
-    summary = json.loads((fre_dir / "stage_summary.json").read_text())
+    fre_summary = json.loads((fre_dir / "stage_summary.json").read_text())
+    mgt_summary = json.loads((mgt_dir / "stage_summary.json").read_text())
     mgt = load_config("mgt", str(ROOT / mgt_cfg), [])
     fre = load_config("fre", str(ROOT / fre_cfg), [])
     text_eval, mm_eval = [str(fre_dir / "data/eval.jsonl")], [str(mgt_dir / "data/eval.jsonl")]
+    mgt_warmed = (mgt_dir / "warmup" / "config.json").is_file()
+    text_after = lambda checkpoint: evaluate_checkpoint(checkpoint, text_eval, fre)["eval/accuracy"]  # noqa: E731
     return {
         "text": dict(zip(COLUMNS, (
-            summary.get("eval_before_warmup", {}).get("eval/accuracy"),
+            fre_summary.get("eval_before_warmup", {}).get("eval/accuracy"),
             eval_at(fre_rows, 0),
             eval_at(fre_rows, -1),
-            evaluate_checkpoint(mgt_dir / "final", text_eval, fre)["eval/accuracy"]))),
+            text_after(mgt_dir / "warmup") if mgt_warmed else eval_at(fre_rows, -1),
+            text_after(mgt_dir / "final")))),
         "multimodal": dict(zip(COLUMNS, (
             evaluate_checkpoint("tiny", mm_eval, mgt)["eval/accuracy"],
             evaluate_checkpoint(fre_dir / "warmup", mm_eval, mgt)["eval/accuracy"],
+            mgt_summary["eval_before_warmup"]["eval/accuracy"] if mgt_warmed else eval_at(mgt_rows, 0),
             eval_at(mgt_rows, 0),
             eval_at(mgt_rows, -1)))),
         "text_eval_curve_fre": [(r["step"], r["eval/accuracy"]) for r in fre_rows if "eval/accuracy" in r],
@@ -83,8 +92,7 @@ def run_pair(algo: str, seed: int, out: Path, overrides: list[str]) -> dict:
 def table(results: dict) -> str:
     """One row per (algorithm, eval set, seed), then the mean over seeds."""
     cell = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
-    lines = ["| algorithm | eval set | seed | random init | after warm-up | after FRE | after MGT |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| algorithm | eval set | seed | " + " | ".join(COLUMNS) + " |", "|---" * (3 + len(COLUMNS)) + "|"]
     for algo in sorted({a for per_seed in results.values() for a in per_seed}):
         seeds = [s for s in results if algo in results[s]]
         for split in ("text", "multimodal"):
@@ -103,7 +111,7 @@ def main() -> int:
     parser.add_argument("--algos", default="grpo,ngrpo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("overrides", nargs="*")
-    args = parser.parse_args()
+    args = parser.parse_args()  # key=value overrides go before --seeds (it takes every number after it)
 
     results: dict[str, dict] = {}
     args.out.mkdir(parents=True, exist_ok=True)

@@ -188,15 +188,16 @@ def test_fre_then_mgt_through_the_cli(tmp_path):
     fre = cli("fre", [f"train.run_dir={fre_dir}", "warmup.steps=2", "warmup.batch_size=4"])
     assert fre.returncode == 0, fre.stderr[-3000:]
     mgt = cli("mgt", [f"train.run_dir={mgt_dir}", f"stage.init_from={fre_dir}", "synthetic.image_size=28",
+                      "warmup.steps=2", "warmup.batch_size=4",
                       "eval.suites=[synthetic-mm]", "eval.overrides=[backend=hf, limit=2, max_new_tokens=8]"])
     assert mgt.returncode == 0, mgt.stderr[-3000:]
 
     # MGT started from FRE's final/ by the run-directory convention, and said so.
     assert f"run-directory convention: stage.init_from={fre_dir} -> {fre_dir / 'final'}" in mgt.stdout
     assert json.loads((mgt_dir / "stage_summary.json").read_text())["init_path"] == str(fre_dir / "final")
-    assert json.loads((mgt_dir / "config.json").read_text())["model"]["path"] == str(fre_dir / "final")
-    # FRE warmed up first and trained from the warm-up checkpoint.
+    # Each stage warmed up first (MGT's warm-up from FRE's final/) and trained from its warm-up checkpoint.
     assert json.loads((fre_dir / "config.json").read_text())["model"]["path"] == str(fre_dir / "warmup")
+    assert json.loads((mgt_dir / "config.json").read_text())["model"]["path"] == str(mgt_dir / "warmup")
     for run_dir in (fre_dir, mgt_dir):
         for name in ("report.md", "reward.png", "accuracy.png", "final/config.json", "config.json", "versions.json",
                      "stage_config.json", "data/train.jsonl", "data/eval.jsonl"):

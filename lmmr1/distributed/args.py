@@ -98,14 +98,14 @@ def add_lmmr1_flags(parser: argparse.ArgumentParser) -> None:
                         help="JSON mapping passed to every vLLM engine (Qwen2.5-VL: min_pixels, max_pixels)")
 
 
-def openrlhf_parser() -> argparse.ArgumentParser:
-    """OpenRLHF 0.11.2's train_ppo_ray parser (built by its own statements) plus lmmr1's flags."""
-    parser_part, _, namespace, filename = _main_block()
+def openrlhf_parser() -> tuple[argparse.ArgumentParser, list[ast.stmt], dict, str]:
+    """OpenRLHF 0.11.2's train_ppo_ray parser (built by its own statements) plus lmmr1's flags; with the check
+    statements, the namespace they run in, and their file name."""
+    parser_part, checks, namespace, filename = _main_block()
     _run(parser_part, namespace, filename)
     parser = namespace["parser"]
-    parser.prog = "lmmr1 (openrlhf.cli.train_ppo_ray flags)"
     add_lmmr1_flags(parser)
-    return parser
+    return parser, checks, namespace, filename
 
 
 @dataclass
@@ -120,10 +120,7 @@ def parse_and_validate(argv: list[str]) -> Validated:
     """Parse `argv` with OpenRLHF's parser and run OpenRLHF's checks on the result.
 
     Raises ConfigError with OpenRLHF's message when an argument is unknown, malformed, or breaks a rule."""
-    parser_part, checks, namespace, filename = _main_block()
-    _run(parser_part, namespace, filename)
-    parser = namespace["parser"]
-    add_lmmr1_flags(parser)
+    parser, checks, namespace, filename = openrlhf_parser()
     parser.exit_on_error = False
     errors = io.StringIO()
     try:

@@ -61,7 +61,7 @@ DEFAULTS: dict[str, dict] = {
         "stage": {"name": "mgt", "engine": "local", "init_from": "runs/default_fre"},
         "synthetic": {"train_tasks": ["shapes"], "eval_tasks": ["shapes"], "n_train": 256, "n_eval": 64, "seed": 0,
                       "difficulty": "1", "image_size": 56, "system_prompt": "none"},
-        "warmup": {"steps": 0},
+        "warmup": {"steps": 120, "batch_size": 16, "lr": 1e-3},
         **_TINY_COMMON,
         "model": {**_TINY_COMMON["model"], "freeze_vision": False},
         "optim": {"lr": 5e-4, "warmup_ratio": 0.0, "min_lr_ratio": 0.1, "updates_per_step": 1,
