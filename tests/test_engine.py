@@ -197,12 +197,14 @@ def test_sigkill_mid_step_then_resume_matches_uninterrupted_run(tmp_path):
     while not (victim_dir / "checkpoints" / "step_000002" / "COMPLETE").exists():
         assert victim.poll() is None and time.time() < deadline, "the run ended or hung before step 2"
         time.sleep(0.05)
-    time.sleep(0.3)  # now inside step 3 (rollout or update)
+    time.sleep(0.05)  # now inside step 3 (or, on a fast idle machine, a step or two later)
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     assert reference.wait(timeout=300) == 0
     saved = [p.name for p in list_checkpoints(victim_dir)]
-    assert "step_000005" not in saved and "step_000002" in saved
+    # Killed before the end, with a complete checkpoint to resume from (which one depends on the machine's speed:
+    # keep_last=2 may already have removed step 2).
+    assert saved and "step_000005" not in saved, saved
 
     resumed = _launch(killed_cfg)  # resume=auto picks the latest complete checkpoint
     assert resumed.wait(timeout=300) == 0
