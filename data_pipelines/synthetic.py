@@ -201,19 +201,27 @@ def draw_shape(draw: ImageDraw.ImageDraw, shape: str, color: tuple[int, int, int
         draw.polygon([(cx, cy - r), (cx - r, cy + r), (cx + r, cy + r)], fill=color)
 
 
-def counting(rng: random.Random, difficulty: int, unanswerable: bool, image_size: int) -> Example:
-    """3 x difficulty shapes on a grid (no overlaps); ask for one colour-shape combination's count."""
-    grid = 6
+def draw_on_grid(rng: random.Random, cells: list[int], grid: int, image_size: int, radius: Fraction
+                 ) -> tuple[Image.Image, list[tuple[str, str]]]:
+    """A white image with a random shape of a random colour centred in each of `cells` of a grid x grid
+    layout, of radius floor(`radius` x cell size) pixels; (image, [(colour, shape)] in cell order)."""
     cell = image_size // grid
-    cells = rng.sample(range(grid * grid), 3 * difficulty)
     image = Image.new("RGB", (image_size, image_size), "white")
     draw = ImageDraw.Draw(image)
     drawn = []
     for c in cells:
         shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
         row, col = divmod(c, grid)
-        draw_shape(draw, shape, COLORS[color], col * cell + cell // 2, row * cell + cell // 2, cell // 3)
+        draw_shape(draw, shape, COLORS[color], col * cell + cell // 2, row * cell + cell // 2, int(cell * radius))
         drawn.append((color, shape))
+    return image, drawn
+
+
+def counting(rng: random.Random, difficulty: int, unanswerable: bool, image_size: int) -> Example:
+    """3 x difficulty shapes on a grid (no overlaps); ask for one colour-shape combination's count."""
+    grid = 6
+    cells = rng.sample(range(grid * grid), 3 * difficulty)
+    image, drawn = draw_on_grid(rng, cells, grid, image_size, radius=Fraction(1, 3))
     color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
     count = sum(1 for d in drawn if d == (color, shape))
     if unanswerable:
@@ -308,17 +316,9 @@ def shapes(rng: random.Random, difficulty: int, unanswerable: bool, image_size: 
     At difficulty 1 and image_size 56 a cell is one 28 px merged vision token of the tiny Qwen2.5-VL, so the
     count is the number of non-white tokens: a rule its small vision tower can learn."""
     grid = difficulty + 1
-    cell = image_size // grid
     count = rng.randint(1, grid * grid)
     cells = sorted(rng.sample(range(grid * grid), count))
-    image = Image.new("RGB", (image_size, image_size), "white")
-    draw = ImageDraw.Draw(image)
-    drawn = []
-    for c in cells:
-        shape, color = rng.choice(SHAPES), rng.choice(list(COLORS))
-        row, col = divmod(c, grid)
-        draw_shape(draw, shape, COLORS[color], col * cell + cell // 2, row * cell + cell // 2, cell * 2 // 5)
-        drawn.append((color, shape))
+    image, drawn = draw_on_grid(rng, cells, grid, image_size, radius=Fraction(2, 5))
     meta = {"shapes": drawn, "cells": cells}
     if unanswerable:
         return Example("What is the total weight, in grams, of the shapes in the image?", UNANSWERABLE, image, meta=meta)
