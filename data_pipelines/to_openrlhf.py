@@ -90,12 +90,12 @@ def convert_records_file(
 
     def to_row(raw: Any, file: str, row: int) -> dict[str, Any]:
         record = validate_record(raw, file=file, row=row)
-        images = [load_image(ref, root, config) for ref in record.images] if check_images else []
-        if processor is not None and max_prompt_len is not None:
+        check_length = processor is not None and max_prompt_len is not None
+        if check_images or check_length:
+            images = [load_image(ref, root, config) for ref in record.images]
+        if check_length:
             from lmmr1.rollout.prompts import encode_prompt
 
-            if not check_images:
-                images = [load_image(ref, root, config) for ref in record.images]
             encode_prompt(processor, record.messages, images, max_prompt_len=max_prompt_len)
         return record_to_openrlhf(record, root)
 

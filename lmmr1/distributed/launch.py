@@ -55,11 +55,6 @@ def check_supported(cfg: StageConfig) -> None:
                           f"rollout.max_new_tokens={cfg.rollout.max_new_tokens}")
 
 
-def count_rows(path: str | Path) -> int:
-    with open(path, encoding="utf-8") as f:
-        return sum(1 for line in f if line.strip())
-
-
 def episode_envs(files: list[str]) -> set[str]:
     """The envs the records' meta names (agent stages: every record is an episode of one)."""
     envs = set()
@@ -122,11 +117,13 @@ def convert_records(files: list[str], out: Path, processor=None, max_prompt_len:
 def prepare_inputs(cfg: StageConfig, run_dir: Path, convert: bool = True) -> Inputs:
     """Model directory and OpenRLHF datasets of the stage. Without `convert` (dry run) nothing is written:
     the datasets are named where they would be, and counted from the record files."""
+    from data_pipelines._common import count_lines
     from lmmr1.engine.local import load_processor, prepare_model_dir, resolve_model_path
 
     model_dir = resolve_model_path(cfg.model.path)
     out = run_dir / DISTRIBUTED_DIR
     train, evals = out / "train.jsonl", out / "eval.jsonl"
+    processor = None
     if convert:
         model_dir = prepare_model_dir(model_dir, cfg, run_dir)
         processor = load_processor(model_dir)  # the one OpenRLHF's actors load from the same directory
@@ -138,10 +135,11 @@ def prepare_inputs(cfg: StageConfig, run_dir: Path, convert: bool = True) -> Inp
     elif cfg.synthetic.train_tasks:
         num_prompts = cfg.synthetic.n_train * len(cfg.synthetic.train_tasks)
     else:
-        num_prompts = sum(count_rows(f) for f in cfg.data.train_files)
+        num_prompts = sum(count_lines(Path(f)) for f in cfg.data.train_files)
     mm_kwargs = None
     if cfg.model.min_pixels is not None or cfg.model.max_pixels is not None:
-        size = load_processor(model_dir).image_processor.size  # the prepared directory's, as vLLM reads it
+        processor = processor or load_processor(model_dir)
+        size = processor.image_processor.size  # the prepared directory's, as vLLM reads it
         mm_kwargs = {"min_pixels": cfg.model.min_pixels or size["shortest_edge"],
                      "max_pixels": cfg.model.max_pixels or size["longest_edge"]}
     agent = None
