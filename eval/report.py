@@ -129,6 +129,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: Path, dpi: int) -> bool:
+    """Lay out, write and close a figure; True (the plot functions' "written")."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return True
+
+
 def task_score(task: dict[str, Any]) -> float:
     """The headline number of a task: accuracy in % (QA) or mean accumulated reward (football)."""
     return task["metrics"]["mean_reward"] if task["kind"] == "football" else 100 * task["metrics"]["accuracy"]
@@ -154,10 +162,7 @@ def plot_scores(runs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     ax.set_ylim(0, 105)
     if len(runs) > 1:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path, dpi=110)
 
 
 def plot_pass_at_k(runs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
@@ -177,10 +182,7 @@ def plot_pass_at_k(runs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     ax.set_xlabel("k")
     ax.set_ylabel("pass@k %")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path, dpi=110)
 
 
 def plot_football(runs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
@@ -206,10 +208,7 @@ def plot_football(runs: list[tuple[str, dict[str, Any]]], path: Path) -> bool:
     ax.axhline(0, color="black", linewidth=0.5)
     if len(runs) > 1:
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path, dpi=110)
 
 
 def plot_subsets(task: dict[str, Any], path: Path) -> bool:
@@ -230,10 +229,7 @@ def plot_subsets(task: dict[str, Any], path: Path) -> bool:
         ax.set_xlim(0, 112)
         ax.set_title(f"{task['name']}: {field}", fontsize=8)
     axes[-1, 0].set_xlabel("accuracy % (questions)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return True
+    return _save(plt, fig, path, dpi=100)
 
 
 def subset_plot_name(task_name: str) -> str:
