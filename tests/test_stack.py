@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -104,3 +105,28 @@ def test_doctor_reports_the_stack():
 
     assert _status("torchvision") == "ok"  # torchvision's C++ ops load beside this torch build
     assert _status("no_such_module_lmmr1") == "missing (no_such_module_lmmr1)"
+
+
+# The extras' modules, and OpenRLHF's hard dependencies: a machine with lmmr1's core alone has none of them.
+NOT_IN_CORE = ("vllm", "ray", "deepspeed", "openrlhf", "flash_attn", "gfootball", "gym")
+
+
+def test_single_device_engine_needs_only_the_core(tmp_path, tiny_model_dir):
+    """The engine with HF rollouts (and `bench/engine_throughput.py`, which `scripts/bench_gpu.sh` runs on GPU
+    machines that have torch + transformers only) trains image prompts with every extra's module hidden.
+
+    `sys.modules[name] = None` makes `import name` fail and `importlib.util.find_spec(name)` return None, which
+    is what transformers' own availability checks see on a machine without the package."""
+    import json
+    import subprocess
+
+    out = tmp_path / "bench.json"
+    code = (f"import sys; sys.modules.update(dict.fromkeys({NOT_IN_CORE!r})); sys.argv[0] = 'engine_throughput'; "
+            "import runpy; runpy.run_path('bench/engine_throughput.py', run_name='__main__')")
+    args = ["--backends", "hf", "--steps", "2", "--prompts", "1", "--samples", "2", "--new-tokens", "4",
+            "--json", str(out)]
+    run = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=600,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr[-3000:]
+    (result,) = json.loads(out.read_text())["results"]
+    assert result["backend"] == "hf" and result["rollout_tokens"] > 0 and result["train_tokens"] > 0
