@@ -62,6 +62,18 @@ def test_engine_kwargs_carry_the_stage_image_sizing(validated_args, tiny_model_d
     assert len(pad_ids) == 2  # image and video pad
 
 
+def test_ban_media_tokens_adds_to_the_request_bias_without_changing_it():
+    from vllm import SamplingParams
+
+    from lmmr1.distributed.rollout import ban_media_tokens
+
+    request = SamplingParams(max_tokens=8, logit_bias={5: 2.0})
+    banned = ban_media_tokens(request, {7, 9})
+    assert banned.logit_bias == {5: 2.0, 7: float("-inf"), 9: float("-inf")}
+    assert request.logit_bias == {5: 2.0} and banned.max_tokens == 8
+    assert ban_media_tokens(request, set()) is request  # a text-only model has no pad tokens
+
+
 def test_rollout_actor_generates_from_an_image_prompt_and_resets_its_caches(
         local_ray, validated_args, tiny_model_dir, tmp_path):
     from openrlhf.utils.vlm_utils import process_prompt_with_images
@@ -95,6 +107,13 @@ def test_rollout_actor_generates_from_an_image_prompt_and_resets_its_caches(
     local_ray.get(actor.reset_caches.remote(), timeout=60)
     again = local_ray.get(actor.generate.remote(token_ids, greedy, {"image": pil_images}), timeout=300)
     assert list(again.outputs[0].token_ids) == list(first.outputs[0].token_ids)  # same weights: same answer
+
+    # A generated image pad would have no image behind it: the actor makes pad tokens unsamplable, even under
+    # a request whose own logit bias (+100) would otherwise make every greedy token an image pad.
+    pads = {processor.image_token_id, processor.video_token_id}
+    pushed = SamplingParams(max_tokens=4, temperature=0.0, logit_bias={processor.image_token_id: 100.0})
+    banned = local_ray.get(actor.generate.remote(token_ids, pushed, {"image": pil_images}), timeout=300)
+    assert banned.outputs[0].token_ids and not pads & set(banned.outputs[0].token_ids)
 
     # The whole rollout path of a training step: OpenRLHF's executor, lmmr1's reward_func, two samples.
     label = json.dumps({"answer": "1", "meta": {}})

@@ -6,8 +6,10 @@ OpenRLHF's `vllm_engine`, this module imports no DeepSpeed: the rollout processe
 - `LmmRolloutRayActor`: OpenRLHF's `RolloutRayActor` plus `reset_caches()`, which clears vLLM's encoder
   cache (vision embeddings computed with the old weights), its multimodal processor cache and its prefix
   cache. OpenRLHF resets only the prefix cache, so a repeated image would reuse stale vision embeddings
-  once the vision tower trains. (Ray forbids subclassing a `@ray.remote` class: the wrapped class,
-  `__ray_actor_class__`, is subclassed and wrapped again.)
+  once the vision tower trains. Its `generate` (every rollout goes through it: OpenRLHF's single-turn
+  executor and lmmr1's multi-turn one) never samples an image/video pad token (`ban_media_tokens`).
+  (Ray forbids subclassing a `@ray.remote` class: the wrapped class, `__ray_actor_class__`, is subclassed
+  and wrapped again.)
 - `create_rollout_engines`: the engines with lmmr1's engine arguments (`engine_kwargs`): the Qwen2.5-VL image
   sizing of the prepared model directory (`mm_processor_kwargs`), vLLM's per-prompt image limit, the
   training dtype.
@@ -15,6 +17,7 @@ OpenRLHF's `vllm_engine`, this module imports no DeepSpeed: the rollout processe
 
 from __future__ import annotations
 
+import copy
 import json
 
 import ray
@@ -26,7 +29,30 @@ from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 DTYPES = {"bf16": "bfloat16", "fp16": "float16"}
 
 
+def ban_media_tokens(sampling_params, pad_token_ids: set[int]):
+    """A copy of `sampling_params` under which the image/video pad tokens cannot be sampled: their logits get
+    a bias of -inf (added to the request's own `logit_bias`).
+
+    A generated pad token has no image behind it. In a single-turn sample the trainer's forward would then see
+    more image tokens than image features and fail the step; in a multi-turn episode vLLM would refuse the next
+    turn's prompt (more placeholders than images). The local engine cuts a response at such a token instead
+    (lmmr1.rollout.prompts.truncate_at_media_token); here the rollout runs inside OpenRLHF, which has no hook
+    after sampling, so the token is made unsamplable. The sampling distribution becomes
+    pi(y) / (1 - pi(pads)) on the other tokens: negligible once the policy rarely puts mass on pad tokens.
+    """
+    if not pad_token_ids:
+        return sampling_params
+    params = copy.deepcopy(sampling_params)
+    params.logit_bias = {**(params.logit_bias or {}), **dict.fromkeys(sorted(pad_token_ids), float("-inf"))}
+    return params
+
+
 class LmmRolloutRayActorImpl(RolloutRayActor.__ray_actor_class__):
+    async def generate(self, prompt_token_ids, sampling_params, multi_modal_data=None):
+        """OpenRLHF's generate, with the media pad tokens unsamplable (`ban_media_tokens`)."""
+        params = ban_media_tokens(sampling_params, self._mm_pad_token_ids or set())
+        return await super().generate(prompt_token_ids, params, multi_modal_data)
+
     async def reset_caches(self) -> None:
         """Forget everything computed with the previous weights: vision embeddings, processed multimodal
         inputs, KV blocks of seen prefixes."""
@@ -83,7 +109,7 @@ def create_rollout_engines(args, shared_pg=None) -> list:
     """`args.vllm.num_engines` LmmRolloutRayActors. Colocated (`shared_pg`, the actors' placement group):
     each engine takes 0.2 of a GPU bundle; otherwise the engines get a packed placement group of their own."""
     tp = args.vllm.tensor_parallel_size
-    pad_ids = media_pad_token_ids(args.actor.model_name_or_path) if args.data.max_images_per_prompt > 0 else set()
+    pad_ids = media_pad_token_ids(args.actor.model_name_or_path)  # text-only stages too: see ban_media_tokens
     colocated = shared_pg is not None
     if not colocated:
         shared_pg = placement_group([{"GPU": 1, "CPU": 1}] * (args.vllm.num_engines * tp), strategy="PACK")
