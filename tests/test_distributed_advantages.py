@@ -148,3 +148,10 @@ def test_lmmr1_flags_choose_estimator_and_filter_as_after_argument_translation(o
     assert got[2].abs().min() > 0.1
     kept = torch.cat([exp.info["lmmr1_group_kept"] for exp in out])
     assert kept.sum() == (P - 1) * G
+    none_correct = torch.cat([exp.info["lmmr1_groups_none_correct"] for exp in out])
+    all_correct = torch.cat([exp.info["lmmr1_groups_all_correct"] for exp in out])
+    sample_group = torch.tensor([i // G for exp in out for i in exp.index])
+    # Only group 1's rewards reach r_max = 1.5 (the others are in {0, 0.5, 1}): mixed groups cannot occur here.
+    assert sample_group[all_correct.bool()].unique().tolist() == [1]
+    assert sample_group[none_correct.bool()].unique().tolist() == [0, 2, 3]
+    assert not torch.cat([exp.info["lmmr1_groups_mixed"] for exp in out]).any()

@@ -120,19 +120,25 @@ def test_hf_engine_freezes_vision_tower(tmp_path):
     assert row["rollout/logprob_gap_max"] < 1e-4  # HF rollout: the same module, the same numbers
 
 
-def test_ngrpo_learns_from_all_wrong_groups_grpo_does_not(tmp_path):
+def test_ngrpo_learns_from_all_wrong_groups_grpo_does_not(tmp_path, caplog):
     """Every answer is unreachable, so every group is all-wrong (reward 0). GRPO's advantages are 0: no
-    gradient. NGRPO's virtual max-reward sample makes them -1/sqrt(G+1): a real gradient."""
+    gradient. NGRPO's virtual max-reward sample makes them -1/sqrt(G+1): a real gradient, pushing every
+    response down, which the engine logs (group composition) and warns about (NGRPO only)."""
     data = write_dataset(tmp_path / "data", answer="unreachable-answer-xyz")
-    norms = {}
+    norms, warned = {}, {}
     for estimator in ("group_norm", "ngrpo"):
         cfg = make_config(tmp_path / estimator, data, "hf", algorithm={"estimator": estimator},
                           data={"eval_files": []}, train={"steps": 1, "save_every": 5})
+        caplog.clear()
         (row,) = read_metrics(local.run(cfg))
         assert row["reward/mean"] == 0.0
+        assert (row["reward/groups_none_correct_frac"], row["reward/groups_mixed_frac"],
+                row["reward/groups_all_correct_frac"]) == (1.0, 0.0, 0.0)
         norms[estimator] = row["train/grad_norm"]
+        warned[estimator] = "no group has a correct response, so NGRPO" in caplog.text
     assert norms["group_norm"] == 0.0
     assert norms["ngrpo"] > 1e-3
+    assert warned == {"group_norm": False, "ngrpo": True}
 
 
 def test_nonfinite_loss_stops_the_step_without_checkpoint(tmp_path, monkeypatch):

@@ -102,3 +102,16 @@ def test_registry_and_bad_input() -> None:
     bad[5, 1] = float("nan")
     with pytest.raises(GroupInputError, match=r"filter drop_all_correct: rewards of group 5 are not finite"):
         get_filter("drop_all_correct")(bad, OUTCOMES)
+
+
+def test_group_composition_counts_correct_responses_per_group() -> None:
+    from lmmr1.algorithms import group_composition
+
+    groups = group_composition(REWARDS, OUTCOMES, r_max=1.0)
+    assert groups["all_correct"].tolist() == [True] + [False] * 7
+    assert groups["none_correct"].tolist() == [False, True, False, True, False, True, False, False]
+    assert groups["mixed"].tolist() == [False, False, True, False, True, False, True, True]
+    # the same masks DAPO's filter drops on, and from rewards alone on a 0/1 verifier
+    dapo = get_filter("drop_homogeneous")(REWARDS, OUTCOMES)
+    assert groups["mixed"].tolist() == dapo.keep.tolist()
+    assert all(torch.equal(groups[k], group_composition(REWARDS, None, 1.0)[k]) for k in groups)

@@ -22,7 +22,15 @@ from lmmr1.algorithms.estimators import (
     register_estimator,
     ucpo_gamma,
 )
-from lmmr1.algorithms.filters import FILTERS, FilterConfig, FilterReport, GroupFilter, get_filter, register_filter
+from lmmr1.algorithms.filters import (
+    FILTERS,
+    FilterConfig,
+    FilterReport,
+    GroupFilter,
+    get_filter,
+    group_composition,
+    register_filter,
+)
 from lmmr1.algorithms.groups import GroupInputError, Outcome, as_groups, outcomes_to_tensor
 from lmmr1.algorithms.policy_loss import (
     PolicyLossConfig,
@@ -58,6 +66,7 @@ __all__ = [
     "entropy_from_logits",
     "get_estimator",
     "get_filter",
+    "group_composition",
     "kl_estimate",
     "kl_penalized_advantages",
     "outcomes_to_tensor",

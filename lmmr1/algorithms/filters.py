@@ -134,6 +134,23 @@ def correct_mask(rewards: torch.Tensor, outcomes: torch.Tensor | None, r_max: fl
     return rewards >= in_reward_dtype(r_max, rewards)
 
 
+def group_composition(rewards: torch.Tensor, outcomes: torch.Tensor | None, r_max: float) -> dict[str, torch.Tensor]:
+    """[P] bool masks of how many responses of each group are correct (`correct_mask`'s convention):
+
+        all_correct    #correct = G
+        none_correct   #correct = 0      (wrong, invalid or uncertain responses only)
+        mixed          0 < #correct < G
+
+    Only mixed groups give GRPO a gradient. NGRPO also trains none_correct groups, each response at
+    A = -1/sqrt(G+1) (0/1 rewards, one virtual sample): when most groups are none_correct -- a task the policy
+    cannot solve yet -- nearly every sampled response is pushed down, which can wreck a fragile output format.
+    The engines log the three fractions (`reward/groups_*_frac`) so that this shows before it does harm.
+    """
+    correct = correct_mask(rewards, outcomes, r_max)  # [P, G]
+    all_correct, none_correct = correct.all(dim=-1), ~correct.any(dim=-1)  # [P]
+    return {"all_correct": all_correct, "none_correct": none_correct, "mixed": ~(all_correct | none_correct)}
+
+
 @register_filter("none")
 def no_filter(rewards: torch.Tensor, outcomes: torch.Tensor | None, config: FilterConfig):
     """Keep every group."""

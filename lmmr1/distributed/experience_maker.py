@@ -31,7 +31,7 @@ import json
 import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker, apply_length_penalties, compute_reward
 
-from lmmr1.algorithms import FilterConfig, Outcome, get_estimator, get_filter
+from lmmr1.algorithms import FilterConfig, Outcome, get_estimator, get_filter, group_composition
 
 OUTCOME_KEYS = {"reward_correct": Outcome.CORRECT, "reward_wrong": Outcome.WRONG,
                 "reward_uncertain": Outcome.UNCERTAIN, "reward_invalid": Outcome.INVALID}
@@ -91,8 +91,13 @@ class LmmExperienceMaker(RemoteExperienceMaker):
                                    .split(exp_len)):
             experience.info["group_reward_std"] = std
 
-        # 3. lmmr1's group filter and estimator (dropped groups: advantage 0, as in the local engine).
-        report = group_filter(rewards, outcomes, FilterConfig(r_max=float(options.get("r_max", 1.0))))
+        # 3. lmmr1's group filter and estimator (dropped groups: advantage 0, as in the local engine). Each
+        #    sample also logs its group's composition: OpenRLHF's mean over samples = the fraction of groups.
+        r_max = float(options.get("r_max", 1.0))
+        for kind, mask in group_composition(rewards, outcomes, r_max).items():  # [P] each
+            for experience, value in zip(experiences, mask[:, None].expand(-1, G).reshape(-1)[indices].split(exp_len)):
+                experience.info[f"lmmr1_groups_{kind}"] = value.float()
+        report = group_filter(rewards, outcomes, FilterConfig(r_max=r_max))
         advantages, keep = estimator(rewards, outcomes, config)  # [P, G], [P]
         keep = keep & report.keep
         scalars = (advantages * keep[:, None]).to(rewards.dtype).reshape(-1)[indices].split(exp_len)

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from lmmr1.algorithms import (
-    FilterConfig, PolicyLossConfig, get_estimator, get_filter, kl_estimate, kl_penalized_advantages, outcomes_to_tensor,
-    policy_loss,
+    FilterConfig, PolicyLossConfig, get_estimator, get_filter, group_composition, kl_estimate, kl_penalized_advantages,
+    outcomes_to_tensor, policy_loss,
 )
 from lmmr1.config import RunConfig, to_dict
 from lmmr1.data.images import ImageConfig
@@ -93,6 +93,7 @@ def run(cfg: RunConfig, backend=None) -> Path:
     estimator = get_estimator(cfg.algorithm.estimator)
     estimator_config = estimator.make_config(**cfg.algorithm.estimator_args)
     filter_config = FilterConfig(r_max=float(cfg.algorithm.estimator_args.get("r_max", 1.0)))
+    warned: set[str] = set()  # this run's one-time warnings
     loss_config = PolicyLossConfig(
         eps_low=cfg.algorithm.eps_clip_low, eps_high=cfg.algorithm.eps_clip_high, dual_clip=cfg.algorithm.dual_clip,
         loss_agg_mode=cfg.algorithm.loss_agg_mode, max_response_length=cfg.rollout.max_new_tokens,
@@ -133,6 +134,8 @@ def run(cfg: RunConfig, backend=None) -> Path:
         outcomes = outcomes_to_tensor([r.outcome for r in results], group_size=G)  # [P, G]
 
         # 7c. Group filter (dynamic sampling) and advantages.
+        groups = group_composition(rewards, outcomes, filter_config.r_max)  # all_correct / none_correct / mixed [P]
+        warn_if_no_group_is_correct(estimator.name, groups, step, warned)
         report = group_filter(rewards, outcomes, filter_config)
         advantages, keep = estimator(rewards, outcomes, estimator_config)  # [P, G], [P]
         keep = keep & report.keep
@@ -152,6 +155,7 @@ def run(cfg: RunConfig, backend=None) -> Path:
         metrics = {
             **rollout_metrics(flat, cfg.rollout.max_new_tokens, backend),
             **reward_metrics(results, rewards),
+            **{f"reward/groups_{kind}_frac": float(mask.float().mean()) for kind, mask in groups.items()},
             **report.metrics(),
             "train/groups_trained": float(keep.sum()),
             **train_metrics,
@@ -453,6 +457,18 @@ def reward_metrics(results, rewards: torch.Tensor) -> dict[str, float]:
             components[key] = components.get(key, 0.0) + value
     metrics.update({f"reward/{key}_mean": value / n for key, value in components.items()})
     return metrics
+
+
+def warn_if_no_group_is_correct(estimator: str, groups: dict[str, torch.Tensor], step: int, warned: set[str]) -> None:
+    """Once per run (`warned`): NGRPO on a step where no group has a correct response pushes every sampled
+    response down (lmmr1.algorithms.filters.group_composition)."""
+    if estimator != "ngrpo" or not bool(groups["none_correct"].all()) or "no_correct_group" in warned:
+        return
+    warned.add("no_correct_group")
+    log.warning("step %d: no group has a correct response, so NGRPO trains every sampled response at a negative "
+                "advantage (-1/sqrt(G+1) with 0/1 rewards); if this persists the output format can collapse. A "
+                "format warm-up (warmup.steps) or an easier first task gives it correct responses to keep "
+                "(reward/groups_none_correct_frac tracks it)", step)
 
 
 def evaluate(backend, prompts, reward_fn, cfg: RunConfig, skipped) -> dict[str, float]:
