@@ -11,8 +11,10 @@ generation (`lmmr1.stages.common.evaluate_checkpoint`), which scores the same re
 up to float ties.
 
     python bench/stages_accuracy.py --out runs/bench_stages [--algos grpo,ngrpo] [key=value ...] [--seeds 0 1 2]
+        [--mgt-override key=value ...]
 
-`key=value` overrides go to every stage (e.g. rollout.backend=hf). Writes OUT/results.json and OUT/results.md
+`key=value` overrides go to every stage (e.g. rollout.backend=hf); `--mgt-override` ones to MGT only (e.g.
+synthetic.train_tasks=[shapes,larger], text replay during MGT). Writes OUT/results.json and OUT/results.md
 (rewritten after every run, so a long sweep can be read while it goes). A stage whose run directory is finished
 (stage_summary.json) is reused, not run again: delete OUT to measure from scratch.
 """
@@ -44,7 +46,7 @@ def eval_at(rows: list[dict], which: int) -> float:
 COLUMNS = ("random init", "after FRE warm-up", "after FRE", "after MGT warm-up", "after MGT")
 
 
-def run_pair(algo: str, seed: int, out: Path, overrides: list[str]) -> dict:
+def run_pair(algo: str, seed: int, out: Path, overrides: list[str], mgt_overrides: list[str] = ()) -> dict:
     """FRE then MGT for one algorithm and seed; the held-out accuracies of every checkpoint."""
     from lmmr1.stages.common import evaluate_checkpoint, load_config
 
@@ -52,13 +54,13 @@ def run_pair(algo: str, seed: int, out: Path, overrides: list[str]) -> dict:
     fre_dir, mgt_dir = out / f"seed{seed}" / algo / "fre", out / f"seed{seed}" / algo / "mgt"
     timings = {}
     for stage, config, run_dir, extra in (("fre", fre_cfg, fre_dir, []),
-                                           ("mgt", mgt_cfg, mgt_dir, [f"stage.init_from={fre_dir}"])):
+                                           ("mgt", mgt_cfg, mgt_dir, [f"stage.init_from={fre_dir}", *mgt_overrides])):
         if (run_dir / "stage_summary.json").is_file():
             print(f"reusing the finished run {run_dir} (delete it to run the stage again)", flush=True)
             continue
         start = time.time()
         cmd = [sys.executable, "-m", f"lmmr1.stages.{stage}", "--config", config, f"train.run_dir={run_dir}",
-               f"train.seed={seed}", "train.progress=false", *extra, *overrides]
+               f"train.seed={seed}", "train.progress=false", *overrides, *extra]
         print("$", " ".join(cmd), flush=True)
         subprocess.run(cmd, cwd=ROOT, check=True)
         timings[stage] = round(time.time() - start, 1)
@@ -110,6 +112,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("runs/bench_stages"))
     parser.add_argument("--algos", default="grpo,ngrpo")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--mgt-override", action="append", default=[], metavar="KEY=VALUE",
+                        help="an override for the MGT stage only (repeatable)")
     parser.add_argument("overrides", nargs="*")
     args = parser.parse_args()  # key=value overrides go before --seeds (it takes every number after it)
 
@@ -117,7 +121,7 @@ def main() -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     for seed in args.seeds:
         for algo in args.algos.split(","):
-            results.setdefault(str(seed), {})[algo] = run_pair(algo, seed, args.out, args.overrides)
+            results.setdefault(str(seed), {})[algo] = run_pair(algo, seed, args.out, args.overrides, args.mgt_override)
             (args.out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
             (args.out / "results.md").write_text(table(results))
     print(table(results))
