@@ -142,3 +142,19 @@ def test_seeded_rollout_of_a_large_step(tiny_vllm, policy):
     first = backend.generate(prompts, n=2, sampling=sampling, seed=11)
     again = backend.generate(prompts, n=2, sampling=sampling, seed=11)
     assert [[s.response_ids for s in g] for g in first] == [[s.response_ids for s in g] for g in again]
+
+
+def test_hf_backend_batches_prompts_as_one_at_a_time(policy, prompts):
+    """Left-padded batches of prompts (images concatenated in prompt order) give the tokens and log-probs of
+    one prompt per `generate` call: greedy, a text prompt between two image prompts of different lengths."""
+    model, processor = policy
+    greedy = SamplingConfig(max_new_tokens=8, temperature=0.0)
+    batched = get_rollout_backend("hf")(model, processor).generate(prompts, n=1, sampling=greedy)
+    single = get_rollout_backend("hf")(model, processor, max_batch_sequences=1).generate(prompts, n=1, sampling=greedy)
+    assert len({len(p.prompt_ids) for p in prompts}) == 3  # the batch needed padding
+    for i, (a, b) in enumerate(zip(batched, single)):
+        assert [s.prompt_index for s in a] == [s.prompt_index for s in b] == [i]
+        for x, y in zip(a, b):
+            assert (x.response_ids, x.finish_reason) == (y.response_ids, y.finish_reason)
+            assert np.allclose(x.logprobs, y.logprobs, atol=1e-5)
+    _check_against_forward(model, prompts, batched, atol=1e-4)

@@ -1,8 +1,11 @@
 """transformers `generate` on the policy module itself: the fallback rollout backend (no vLLM needed).
 
 It generates with the trainer's own model object, so there is nothing to push after an update. Prompts are
-generated one at a time (`num_return_sequences = n`), which keeps image prompts exact at the cost of
-batching across prompts; the log-probs are taken from the raw logits (`output_logits`), like vLLM's.
+batched: up to `max_batch_sequences` responses per `generate` call (whole prompts, each with
+`num_return_sequences = n`), the prompts left-padded to a common length, their images' `pixel_values` /
+`image_grid_thw` concatenated in prompt order (Qwen2.5-VL's M-RoPE positions skip the padding through the
+attention mask). The log-probs are taken from the raw logits (`output_logits`), like vLLM's, one step at a
+time (never a [B, T, V] float32 copy).
 """
 
 from __future__ import annotations
@@ -18,55 +21,78 @@ from lmmr1.rollout.prompts import EncodedPrompt, media_pad_ids, truncate_at_medi
 class HFRollout:
     name = "hf"
 
-    def __init__(self, model: torch.nn.Module, processor):
+    def __init__(self, model: torch.nn.Module, processor, max_batch_sequences: int = 64):
         self.model = model
         self.tokenizer = processor.tokenizer
         self.media_ids = media_pad_ids(self.tokenizer)
         eos = model.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos])
         self.pad_id = self.tokenizer.pad_token_id
+        self.max_batch_sequences = max_batch_sequences
         self.stats = {"media_token_responses": 0, "weight_pushes": 0}
 
     @torch.no_grad()
     def generate(self, prompts: list[EncodedPrompt], n: int, sampling: SamplingConfig,
                  seed: int | None = None) -> list[list[Sample]]:
-        device = next(self.model.parameters()).device
+        """n samples per prompt, in batches of whole prompts (at least one prompt per batch)."""
         was_training = self.model.training
         self.model.eval()
+        per_batch = max(1, self.max_batch_sequences // max(1, n))  # prompts per generate call
         try:
-            return [self._generate_one(i, p, n, sampling, device) for i, p in enumerate(prompts)]
+            results: list[list[Sample]] = []
+            for first in range(0, len(prompts), per_batch):
+                results += self._generate_batch(first, prompts[first : first + per_batch], n, sampling)
+            return results
         finally:
             self.model.train(was_training)
 
-    def _generate_one(self, index: int, prompt: EncodedPrompt, n: int, sampling: SamplingConfig, device):
-        input_ids = torch.tensor([prompt.prompt_ids], device=device)
-        mm = vision_inputs(self.model, input_ids, {k: v.to(device) for k, v in prompt.mm_inputs.items()})
+    def _generate_batch(self, first: int, prompts: list[EncodedPrompt], n: int, sampling: SamplingConfig):
+        """Prompts `first`, `first + 1`, ... in one `generate` call: left-padded, images concatenated."""
+        device = next(self.model.parameters()).device
+        T = max(len(p.prompt_ids) for p in prompts)
+        input_ids = torch.full((len(prompts), T), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), T), dtype=torch.long)
+        for row, p in enumerate(prompts):
+            input_ids[row, T - len(p.prompt_ids):] = torch.tensor(p.prompt_ids)
+            attention_mask[row, T - len(p.prompt_ids):] = 1
+        input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
+        with_images = [p.mm_inputs for p in prompts if p.mm_inputs]
+        mm = {key: torch.cat([m[key] for m in with_images]).to(device) for key in ("pixel_values", "image_grid_thw")
+              } if with_images else {}
         out = self.model.generate(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **mm,
+            input_ids=input_ids, attention_mask=attention_mask, **vision_inputs(self.model, input_ids, mm),
             do_sample=sampling.temperature > 0, temperature=sampling.temperature or None,
             top_p=sampling.top_p, top_k=sampling.top_k or None, max_new_tokens=sampling.max_new_tokens,
             min_new_tokens=0 if sampling.stop_on_eos else sampling.max_new_tokens,
             num_return_sequences=n, return_dict_in_generate=True, output_logits=True,
             eos_token_id=sorted(self.eos_ids) if sampling.stop_on_eos else None, pad_token_id=self.pad_id,
         )
-        prompt_len = input_ids.shape[1]
-        logprobs = torch.log_softmax(torch.stack(out.logits, dim=1).float(), dim=-1)  # [n, T, V]
-        samples = []
-        for j in range(n):
-            ids = out.sequences[j, prompt_len:].tolist()
-            finish = "length"
-            for t, tok in enumerate(ids):
-                if sampling.stop_on_eos and tok in self.eos_ids:
-                    ids, finish = ids[: t + 1], "stop"  # keep the EOS: the policy must learn to stop
-                    break
-            ids, cut = truncate_at_media_token(ids, self.media_ids)
-            if cut:
-                finish = "media_token"
-                self.stats["media_token_responses"] += 1
-            lps = logprobs[j, torch.arange(len(ids)), torch.tensor(ids, dtype=torch.long)].tolist() if ids else []
-            samples.append(Sample(prompt_index=index, response_ids=ids, logprobs=lps,
-                                  text=self.tokenizer.decode(ids, skip_special_tokens=False), finish_reason=finish))
-        return samples
+        generated = out.sequences[:, T:]  # [B * n, steps], row r answers prompt r // n
+        logprobs = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(-1, generated[:, t, None])[:, 0]
+                                for t, step in enumerate(out.logits)], dim=1)  # [B * n, steps]
+        results = []
+        for row in range(len(prompts)):
+            samples = []
+            for j in range(row * n, (row + 1) * n):
+                ids, finish = self._cut(generated[j].tolist(), sampling)
+                samples.append(Sample(prompt_index=first + row, response_ids=ids, logprobs=logprobs[j, : len(ids)].tolist(),
+                                      text=self.tokenizer.decode(ids, skip_special_tokens=False), finish_reason=finish))
+            results.append(samples)
+        return results
+
+    def _cut(self, ids: list[int], sampling: SamplingConfig) -> tuple[list[int], str]:
+        """A generated row -> (response ids, finish reason): up to and including the first EOS ("stop"; the
+        padding after it dropped), else all of it ("length"); then cut before a vision pad ("media_token")."""
+        finish = "length"
+        for t, tok in enumerate(ids):
+            if sampling.stop_on_eos and tok in self.eos_ids:
+                ids, finish = ids[: t + 1], "stop"  # keep the EOS: the policy must learn to stop
+                break
+        ids, cut = truncate_at_media_token(ids, self.media_ids)
+        if cut:
+            finish = "media_token"
+            self.stats["media_token_responses"] += 1
+        return ids, finish
 
     def push_weights(self, model: torch.nn.Module) -> None:
         if model is not self.model:
