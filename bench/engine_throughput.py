@@ -64,6 +64,7 @@ def peak_memory_gib() -> float:
 
 
 def bench_backend(backend: str, model: str, data: Path, args, workdir: Path) -> dict:
+    """One engine run. `backend` is a rollout backend name, or "hf:N" for HF with N responses per generate call."""
     import gc
 
     import torch
@@ -78,11 +79,12 @@ def bench_backend(backend: str, model: str, data: Path, args, workdir: Path) -> 
     cfg = from_dict(RunConfig, {
         "model": {"path": model, "dtype": args.dtype},
         "data": {"train_files": [str(data)], "max_prompt_len": 2048},
-        "rollout": {"backend": backend, "n_samples": args.samples, "prompts_per_step": args.prompts,
-                    "max_new_tokens": args.new_tokens},
+        "rollout": {"backend": backend.partition(":")[0], "n_samples": args.samples, "prompts_per_step": args.prompts,
+                    "max_new_tokens": args.new_tokens,
+                    **({"hf_batch_sequences": int(backend.partition(":")[2])} if ":" in backend else {})},
         "algorithm": {"estimator": "ngrpo"},
         "optim": {"micro_batch_size": args.micro_batch, "updates_per_step": 1},
-        "train": {"steps": args.steps, "run_dir": str(workdir / backend), "save_every": 10_000,
+        "train": {"steps": args.steps, "run_dir": str(workdir / backend.replace(":", "_")), "save_every": 10_000,
                   "progress": False, "tensorboard": False},
     })
     start = time.perf_counter()
@@ -113,7 +115,8 @@ def main(argv=None) -> int:
     parser.add_argument("--samples", type=int, default=8, help="G, samples per prompt")
     parser.add_argument("--new-tokens", type=int, default=32)
     parser.add_argument("--micro-batch", type=int, default=8)
-    parser.add_argument("--backends", default="vllm,hf")
+    parser.add_argument("--backends", default="vllm,hf",
+                        help="comma-separated: vllm, hf, or hf:N (HF with at most N responses per generate call)")
     parser.add_argument("--arch", choices=("tiny", "qwen2.5-vl-3b"), default="tiny",
                         help="model sizes: the tiny Qwen2.5-VL, or Qwen2.5-VL-3B's architecture (random weights)")
     parser.add_argument("--dtype", default=None, help="float32 or bfloat16 (default: float32 tiny, bfloat16 3B)")

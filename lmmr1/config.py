@@ -62,6 +62,9 @@ class RolloutConfig:
     """vLLM KV cache on CPU (on a GPU, gpu_memory_utilization is used instead)."""
     gpu_memory_utilization: float = 0.4
     """Fraction of GPU memory vLLM may take (weights + KV cache) when colocated with the trainer."""
+    hf_batch_sequences: int = 64
+    """HF backend: the most responses per `generate` call (whole prompts of G responses, at least one prompt
+    per call). Lower it when HF generation runs out of memory."""
 
 
 @dataclass

@@ -297,7 +297,7 @@ def cosine_with_min_lr(optimizer, total_updates: int, warmup_ratio: float, min_l
 def make_backend(cfg: RunConfig, model_dir: Path, policy, processor):
     factory = get_rollout_backend(cfg.rollout.backend)
     if cfg.rollout.backend == "hf":
-        return factory(policy, processor)
+        return factory(policy, processor, max_batch_sequences=cfg.rollout.hf_batch_sequences)
     return factory(
         model_dir, dtype=cfg.model.dtype, max_model_len=cfg.rollout.max_model_len, seed=cfg.train.seed,
         kv_cache_memory_bytes=cfg.rollout.kv_cache_memory_mb << 20,

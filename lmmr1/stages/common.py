@@ -154,7 +154,7 @@ def validate(cfg: StageConfig, check_paths: bool = True) -> Resolved | None:
     except TypeError as err:
         raise ConfigError(f"algorithm.reward_args={cfg.algorithm.reward_args}: {err}") from None
     for key in ("train.steps", "rollout.n_samples", "rollout.prompts_per_step", "rollout.max_new_tokens",
-                "optim.micro_batch_size", "optim.updates_per_step", "optim.ppo_epochs"):
+                "rollout.hf_batch_sequences", "optim.micro_batch_size", "optim.updates_per_step", "optim.ppo_epochs"):
         section, name = key.split(".")
         if getattr(getattr(cfg, section), name) < 1:
             raise ConfigError(f"{key} must be >= 1, got {getattr(getattr(cfg, section), name)}")
