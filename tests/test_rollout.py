@@ -158,3 +158,30 @@ def test_hf_backend_batches_prompts_as_one_at_a_time(policy, prompts):
             assert (x.response_ids, x.finish_reason) == (y.response_ids, y.finish_reason)
             assert np.allclose(x.logprobs, y.logprobs, atol=1e-5)
     _check_against_forward(model, prompts, batched, atol=1e-4)
+
+
+def test_hf_backend_samples_from_the_config_not_the_checkpoints_generation_config(policy, prompts):
+    """A checkpoint's generation_config.json must not reach rollouts: transformers fills unset `generate`
+    arguments from it. Qwen2.5-VL-Instruct ships top_k=1, top_p=0.001, temperature=0.1, repetition_penalty=1.05;
+    the config below adds stronger settings a checkpoint may carry, so that a leak changes the samples. The same
+    seed gives the same samples as under the neutral generation config, sampled and greedy."""
+    import copy
+
+    from transformers import GenerationConfig
+
+    model, processor = policy
+    qwen = copy.deepcopy(model)
+    qwen.generation_config = GenerationConfig(do_sample=True, temperature=0.1, top_k=1, top_p=0.001,
+                                              repetition_penalty=3.0, no_repeat_ngram_size=1, typical_p=0.2,
+                                              eos_token_id=model.generation_config.eos_token_id,
+                                              pad_token_id=model.generation_config.pad_token_id)
+    sampling = SamplingConfig(max_new_tokens=8)
+    torch.manual_seed(3)
+    ours = get_rollout_backend("hf")(model, processor).generate(prompts[:2], n=4, sampling=sampling)
+    torch.manual_seed(3)
+    theirs = get_rollout_backend("hf")(qwen, processor).generate(prompts[:2], n=4, sampling=sampling)
+    assert [[s.response_ids for s in r] for r in ours] == [[s.response_ids for s in r] for r in theirs]
+    assert len({tuple(s.response_ids) for s in theirs[0]}) > 1  # sampled, not four copies of the greedy answer
+    greedy = SamplingConfig(max_new_tokens=8, temperature=0.0)
+    assert ([s.response_ids for r in get_rollout_backend("hf")(qwen, processor).generate(prompts, 1, greedy) for s in r]
+            == [s.response_ids for r in get_rollout_backend("hf")(model, processor).generate(prompts, 1, greedy) for s in r])

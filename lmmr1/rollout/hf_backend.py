@@ -17,6 +17,26 @@ from lmmr1.rollout.base import Sample, SamplingConfig, register_rollout_backend
 from lmmr1.rollout.prompts import EncodedPrompt, media_pad_ids, truncate_at_media_token
 
 
+def sampling_arguments(sampling: SamplingConfig) -> dict:
+    """`generate` arguments that make the sampling distribution SamplingConfig's and nothing else.
+
+    transformers fills every sampling argument left unset from the checkpoint's generation_config.json, then
+    from its global defaults (top_k=50). Qwen2.5-VL-Instruct ships top_k=1, top_p=0.001, temperature=0.1 and
+    repetition_penalty=1.05 there: left unset, every one of the G samples would be the greedy answer, and
+    penalised. So each argument that shapes the distribution is given, neutral unless the config sets it (as
+    vLLM's SamplingParams does: it never reads generation_config.json when given explicit parameters).
+    """
+    sample = sampling.temperature > 0
+    return {
+        "do_sample": sample,
+        "temperature": sampling.temperature if sample else 1.0,
+        "top_p": sampling.top_p if sample else 1.0,
+        "top_k": sampling.top_k if sample else 0,  # 0: no top-k filtering
+        "min_p": 0.0, "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0,
+        "repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
+    }
+
+
 @register_rollout_backend("hf")
 class HFRollout:
     name = "hf"
@@ -61,8 +81,7 @@ class HFRollout:
               } if with_images else {}
         out = self.model.generate(
             input_ids=input_ids, attention_mask=attention_mask, **vision_inputs(self.model, input_ids, mm),
-            do_sample=sampling.temperature > 0, temperature=sampling.temperature or None,
-            top_p=sampling.top_p, top_k=sampling.top_k or None, max_new_tokens=sampling.max_new_tokens,
+            **sampling_arguments(sampling), max_new_tokens=sampling.max_new_tokens,
             min_new_tokens=0 if sampling.stop_on_eos else sampling.max_new_tokens,
             num_return_sequences=n, return_dict_in_generate=True, output_logits=True,
             eos_token_id=sorted(self.eos_ids) if sampling.stop_on_eos else None, pad_token_id=self.pad_id,
