@@ -185,3 +185,17 @@ def test_hf_backend_samples_from_the_config_not_the_checkpoints_generation_confi
     greedy = SamplingConfig(max_new_tokens=8, temperature=0.0)
     assert ([s.response_ids for r in get_rollout_backend("hf")(qwen, processor).generate(prompts, 1, greedy) for s in r]
             == [s.response_ids for r in get_rollout_backend("hf")(model, processor).generate(prompts, 1, greedy) for s in r])
+
+
+def test_vllm_backend_seeds_each_prompt_apart(tiny_vllm, prompts):
+    """One seed per call, but no two prompts share a random stream: the same prompt twice in a call gets
+    different samples (one seed for every request made them identical), and the call is reproducible."""
+    backend = get_rollout_backend("vllm")(llm=tiny_vllm)
+    sampling = SamplingConfig(max_new_tokens=6)
+    twice = [prompts[1], prompts[1]]
+    first = backend.generate(twice, n=2, sampling=sampling, seed=11)
+    again = backend.generate(twice, n=2, sampling=sampling, seed=11)
+    ids = lambda result: [[s.response_ids for s in group] for group in result]  # noqa: E731
+    assert ids(first) == ids(again)
+    assert ids(first)[0] != ids(first)[1]
+    assert len({tuple(r) for group in ids(first) for r in group}) == 4

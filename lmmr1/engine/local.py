@@ -306,7 +306,7 @@ def make_backend(cfg: RunConfig, model_dir: Path, policy, processor):
 
 
 def sampling_seed(seed: int, step: int) -> int:
-    """Per-step sampling seed (vLLM gives each of a prompt's G children seed + index)."""
+    """Per-step sampling seed (the vLLM backend gives prompt i's G children seed + i * G + 0..G-1)."""
     return (seed * 1_000_003 + step * 7_919) % (2**31 - 1)
 
 

@@ -68,11 +68,14 @@ class VLLMRollout:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        params = SamplingParams(
+        # One seed per prompt: vLLM gives a request's n children seed + 0..n-1, so prompt i gets seed + i * n and
+        # no two responses of the call share a random stream (one seed for all prompts made every prompt's
+        # samples draw the same numbers: identical responses to similar prompts).
+        params = [SamplingParams(
             n=n, max_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p,
-            top_k=sampling.top_k if sampling.top_k > 0 else -1, logprobs=0, seed=seed,
-            ignore_eos=not sampling.stop_on_eos,
-        )
+            top_k=sampling.top_k if sampling.top_k > 0 else -1, logprobs=0,
+            seed=None if seed is None else seed + i * n, ignore_eos=not sampling.stop_on_eos,
+        ) for i in range(len(prompts))]
         requests = []
         for p in prompts:
             request = TokensPrompt(prompt_token_ids=p.vllm_prompt_ids if p.images else p.prompt_ids)
