@@ -2,6 +2,8 @@
 # The single-device engine's numbers on one NVIDIA GPU, for docs/benchmarks.md: Qwen2.5-VL-3B's architecture
 # (random weights, bfloat16) and the tiny model, with HF rollouts. Each run's table goes to OUT_DIR/<name>.md,
 # its raw numbers to OUT_DIR/<name>.json, the log to OUT_DIR/<name>.log, the machine to OUT_DIR/machine.txt.
+# Then the engine's HF-backend tests run on the GPU (device placement, bf16, resume after SIGKILL, learning):
+# OUT_DIR/engine_tests.log.
 #
 #   PY=python ./scripts/bench_gpu.sh OUT_DIR
 #
@@ -60,4 +62,11 @@ bench qwen25vl3b_bf16 --arch qwen2.5-vl-3b --backends hf --steps 4 --prompts 2 -
   --micro-batch 4 ${ARCH_3B_ARGS:-}
 # The tiny model on the GPU, the same settings as the CPU table in docs/benchmarks.md.
 bench tiny_fp32 --backends hf --steps 6
+
+# The single-device engine's tests that need no vLLM, now on the GPU (the engine picks CUDA when it is there).
+echo "== engine tests (HF backend) on the GPU"
+timeout "${BENCH_TIMEOUT:-240}" "$PY" -m pytest -q -p no:cacheprovider tests/test_engine.py tests/test_rollout.py \
+  tests/test_learning.py -k "not vllm and not weight_push and not seeded_rollout and not pixel_overrides" \
+  >"$out/engine_tests.log" 2>&1 || status=1
+tail -n 3 "$out/engine_tests.log"
 exit $status
