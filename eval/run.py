@@ -51,6 +51,7 @@ RUN_CONFIG_KEYS = {  # run directory config.json -> EvalConfig
     ("rollout", "max_model_len"): "max_model_len",
     ("rollout", "kv_cache_memory_mb"): "kv_cache_memory_mb",
     ("rollout", "gpu_memory_utilization"): "gpu_memory_utilization",
+    ("rollout", "hf_batch_sequences"): "hf_batch_sequences",
     ("data", "max_prompt_len"): "max_prompt_len",
 }
 
@@ -133,7 +134,8 @@ def build_backend(model_dir: Path, cfg: EvalConfig):
     """(rollout backend, processor) for `model_dir`."""
     processor = load_processor(model_dir)
     if cfg.backend == "hf":
-        return get_rollout_backend("hf")(load_hf_model(model_dir, cfg.dtype), processor), processor
+        return get_rollout_backend("hf")(load_hf_model(model_dir, cfg.dtype), processor,
+                                         max_batch_sequences=cfg.hf_batch_sequences), processor
     backend = get_rollout_backend(cfg.backend)(
         model_dir, dtype=cfg.dtype, max_model_len=cfg.max_model_len, seed=cfg.seed,
         max_images_per_prompt=cfg.max_images_per_prompt, kv_cache_memory_bytes=cfg.kv_cache_memory_mb << 20,
@@ -172,7 +174,8 @@ def build_judge(cfg: EvalConfig, model_dir: Path, backend=None, processor=None) 
     judge_dir, _, _ = resolve_model(cfg.judge_model)
     judge_processor = load_processor(judge_dir)
     if cfg.judge_backend == "hf":
-        judge_backend = get_rollout_backend("hf")(load_hf_model(judge_dir, cfg.judge_dtype), judge_processor)
+        judge_backend = get_rollout_backend("hf")(load_hf_model(judge_dir, cfg.judge_dtype), judge_processor,
+                                                  max_batch_sequences=cfg.hf_batch_sequences)
     else:
         judge_backend = get_rollout_backend("vllm")(
             judge_dir, dtype=cfg.judge_dtype, max_model_len=cfg.judge_max_model_len, seed=cfg.seed,

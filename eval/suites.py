@@ -85,6 +85,9 @@ class EvalConfig:
     kv_cache_memory_mb: int = 256
     """vLLM KV cache on a CPU (on a GPU, gpu_memory_utilization is used instead)."""
     gpu_memory_utilization: float = 0.8
+    hf_batch_sequences: int = 64
+    """HF backend (model and judge): the most responses per `generate` call; lower it when HF generation runs
+    out of memory."""
     max_images_per_prompt: int = 5
     """vLLM's limit_mm_per_prompt (LMM-R1's eval: limit_img_num=5)."""
     football_image: str = "topdown"
@@ -201,8 +204,9 @@ def load_suite(spec: str, overrides: list[str] = (), base_config: dict[str, Any]
     config = from_dict(EvalConfig, apply_overrides(merged, list(overrides)))
     if config.prompt not in PROMPT_TEMPLATES:
         raise ConfigError(f"prompt={config.prompt!r} is not one of {PROMPT_TEMPLATES}")
-    if config.n_samples < 1:
-        raise ConfigError(f"n_samples must be >= 1, got {config.n_samples}")
+    for name in ("n_samples", "hf_batch_sequences"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.temperature == 0 and config.n_samples > 1:
         raise ConfigError(f"n_samples={config.n_samples} with temperature=0: greedy decoding gives identical samples; "
                           "set temperature > 0 (NGRPO: temperature=0.6 top_p=0.95)")

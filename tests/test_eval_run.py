@@ -166,9 +166,11 @@ def test_hf_backend_runs_a_suite(tiny_model_dir, tmp_path):
     suite_file = tmp_path / "small.yaml"
     suite_file.write_text("config:\n  backend: hf\n  dtype: float32\n  max_new_tokens: 8\n"
                           "tasks:\n  - synthetic: counting\n    n: 2\n    prompt: cot\n")
-    suite = load_suite(str(suite_file))
+    suite = load_suite(str(suite_file), ["hf_batch_sequences=1"])  # one prompt per generate call
     backend, processor = run_cli.build_backend(tiny_model_dir, suite.config)
-    assert backend.name == "hf"
+    assert backend.name == "hf" and backend.max_batch_sequences == 1
+    with pytest.raises(ConfigError, match="hf_batch_sequences must be >= 1, got 0"):
+        load_suite(str(suite_file), ["hf_batch_sequences=0"])
     results = run_cli.run_suite(suite, tiny_model_dir, tmp_path / "out", backend, processor)
     task = results["tasks"][0]
     assert task["name"] == "synthetic_counting" and task["prompt"] == "cot" and task["scored"] == 2
