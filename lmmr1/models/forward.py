@@ -36,15 +36,18 @@ def collate(prompts: list[EncodedPrompt], responses: list[list[int]], pad_id: in
         input_ids[b, : len(seq)] = torch.tensor(seq)
         attention_mask[b, : len(seq)] = 1
         action_mask[b, len(p.prompt_ids) - 1 : len(seq) - 1] = 1.0
-    mm: dict[str, torch.Tensor] = {}
-    with_images = [p for p in prompts if p.mm_inputs]
-    if with_images:
-        mm["pixel_values"] = torch.cat([p.mm_inputs["pixel_values"] for p in with_images])
-        mm["image_grid_thw"] = torch.cat([p.mm_inputs["image_grid_thw"] for p in with_images])
     if device is not None:
         input_ids, attention_mask, action_mask = input_ids.to(device), attention_mask.to(device), action_mask.to(device)
-        mm = {k: v.to(device) for k, v in mm.items()}
-    return input_ids, attention_mask, action_mask, mm
+    return input_ids, attention_mask, action_mask, concat_vision_inputs(prompts, device)
+
+
+def concat_vision_inputs(prompts: list[EncodedPrompt], device=None) -> dict[str, torch.Tensor]:
+    """The batch's `pixel_values` and `image_grid_thw`: every image prompt's, concatenated in row order ({} when
+    no prompt has an image)."""
+    with_images = [p.mm_inputs for p in prompts if p.mm_inputs]
+    if not with_images:
+        return {}
+    return {key: torch.cat([mm[key] for mm in with_images]).to(device) for key in ("pixel_values", "image_grid_thw")}
 
 
 def mm_token_type_ids(input_ids: torch.Tensor, config) -> torch.Tensor:

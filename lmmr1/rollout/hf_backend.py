@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from lmmr1.models.forward import vision_inputs
+from lmmr1.models.forward import concat_vision_inputs, vision_inputs
 from lmmr1.rollout.base import Sample, SamplingConfig, register_rollout_backend
 from lmmr1.rollout.prompts import EncodedPrompt, media_pad_ids, truncate_at_media_token
 
@@ -76,9 +76,7 @@ class HFRollout:
             input_ids[row, T - len(p.prompt_ids):] = torch.tensor(p.prompt_ids)
             attention_mask[row, T - len(p.prompt_ids):] = 1
         input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
-        with_images = [p.mm_inputs for p in prompts if p.mm_inputs]
-        mm = {key: torch.cat([m[key] for m in with_images]).to(device) for key in ("pixel_values", "image_grid_thw")
-              } if with_images else {}
+        mm = concat_vision_inputs(prompts, device)
         out = self.model.generate(
             input_ids=input_ids, attention_mask=attention_mask, **vision_inputs(self.model, input_ids, mm),
             **sampling_arguments(sampling), max_new_tokens=sampling.max_new_tokens,
