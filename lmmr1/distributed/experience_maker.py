@@ -55,6 +55,12 @@ def in_prompt_order(values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor
     return out
 
 
+def in_experience_order(values: torch.Tensor, indices: torch.Tensor, lengths: list[int]) -> tuple[torch.Tensor, ...]:
+    """The inverse of `in_prompt_order`: values in prompt order ([P, G], or anything of P * G elements) ->
+    one tensor per experience, experience i holding lengths[i] samples: out = values.flatten()[indices] split."""
+    return values.reshape(-1)[indices].split(lengths)
+
+
 def lmmr1_settings(args) -> tuple[str, dict, str]:
     """(estimator name, estimator config fields, group filter name) from `args.lmmr1` (lmmr1's flags, see
     lmmr1.distributed.args); without them, OpenRLHF's estimator name and no filter."""
@@ -87,21 +93,24 @@ class LmmExperienceMaker(RemoteExperienceMaker):
         outcomes = outcomes_from_info(experiences)
         if outcomes is not None:
             outcomes = in_prompt_order(outcomes, indices).reshape(-1, G)  # [P, G]
-        for experience, std in zip(experiences, rewards.std(-1, keepdim=True).repeat(1, G).reshape(-1)[indices]
-                                   .split(exp_len)):
+
+        def per_experience(values: torch.Tensor) -> tuple[torch.Tensor, ...]:  # [P, G] -> one tensor per experience
+            return in_experience_order(values, indices, exp_len)
+
+        for experience, std in zip(experiences, per_experience(rewards.std(-1, keepdim=True).expand(-1, G))):
             experience.info["group_reward_std"] = std
 
         # 3. lmmr1's group filter and estimator (dropped groups: advantage 0, as in the local engine). Each
         #    sample also logs its group's composition: OpenRLHF's mean over samples = the fraction of groups.
         r_max = float(options.get("r_max", 1.0))
         for kind, mask in group_composition(rewards, outcomes, r_max).items():  # [P] each
-            for experience, value in zip(experiences, mask[:, None].expand(-1, G).reshape(-1)[indices].split(exp_len)):
+            for experience, value in zip(experiences, per_experience(mask[:, None].expand(-1, G))):
                 experience.info[f"lmmr1_groups_{kind}"] = value.float()
         report = group_filter(rewards, outcomes, FilterConfig(r_max=r_max))
         advantages, keep = estimator(rewards, outcomes, config)  # [P, G], [P]
         keep = keep & report.keep
-        scalars = (advantages * keep[:, None]).to(rewards.dtype).reshape(-1)[indices].split(exp_len)
-        kept = keep[:, None].expand(-1, G).reshape(-1)[indices].split(exp_len)
+        scalars = per_experience((advantages * keep[:, None]).to(rewards.dtype))
+        kept = per_experience(keep[:, None].expand(-1, G))
 
         # 4. Per-token rewards (KL penalty), returns, advantages: upstream's group-estimator path.
         for experience, scalar, group_kept in zip(experiences, scalars, kept):
