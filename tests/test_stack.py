@@ -107,8 +107,12 @@ def test_doctor_reports_the_stack():
     assert _status("no_such_module_lmmr1") == "missing (no_such_module_lmmr1)"
 
 
-# The extras' modules, and OpenRLHF's hard dependencies: a machine with lmmr1's core alone has none of them.
-NOT_IN_CORE = ("vllm", "ray", "deepspeed", "openrlhf", "flash_attn", "gfootball", "gym")
+def not_in_core() -> tuple[str, ...]:
+    """The extras' modules (lmmr1.utils.optional.EXTRAS) and flash-attn, OpenRLHF's CUDA-only hard dependency:
+    a machine with lmmr1's core alone has none of them."""
+    from lmmr1.utils.optional import EXTRAS
+
+    return (*EXTRAS, "flash_attn")
 
 
 def test_single_device_engine_needs_only_the_core(tmp_path, tiny_model_dir):
@@ -121,7 +125,9 @@ def test_single_device_engine_needs_only_the_core(tmp_path, tiny_model_dir):
     import subprocess
 
     out = tmp_path / "bench.json"
-    code = (f"import sys; sys.modules.update(dict.fromkeys({NOT_IN_CORE!r})); sys.argv[0] = 'engine_throughput'; "
+    hidden = not_in_core()
+    assert {"vllm", "ray", "deepspeed", "openrlhf", "gfootball"} <= set(hidden)
+    code = (f"import sys; sys.modules.update(dict.fromkeys({hidden!r})); sys.argv[0] = 'engine_throughput'; "
             "import runpy; runpy.run_path('bench/engine_throughput.py', run_name='__main__')")
     args = ["--backends", "hf", "--steps", "2", "--prompts", "1", "--samples", "2", "--new-tokens", "4",
             "--json", str(out)]
