@@ -155,3 +155,26 @@ def test_lmmr1_flags_choose_estimator_and_filter_as_after_argument_translation(o
     assert sample_group[all_correct.bool()].unique().tolist() == [1]
     assert sample_group[none_correct.bool()].unique().tolist() == [0, 2, 3]
     assert not torch.cat([exp.info["lmmr1_groups_mixed"] for exp in out]).any()
+
+
+def test_dropped_groups_get_no_advantage_not_even_the_kl_penalty(openrlhf_cpu):
+    """With the KL in the reward (LMM-R1's kl_mode), a group the filter drops has advantage 0 at every token: its
+    responses add nothing to the policy gradient. Kept groups keep scalar - kl_coef * (KL summed to the end)."""
+    from lmmr1.distributed.experience_maker import LmmExperienceMaker
+
+    P, G, kl_coef = 4, 4, 0.05
+    experiences, rewards, action_mask, kl = _experiences(P, G, seed=7)
+    rewards[1] = 1.0  # all correct: dropped by drop_all_correct
+    rewards[0] = torch.tensor([1.0, 0.0, 0.5, 0.0])  # mixed: kept
+    for exp in experiences:
+        exp.rewards = rewards.reshape(-1)[exp.index].clone()
+    args = _args("group_norm", G)
+    args.lmmr1 = SimpleNamespace(estimator="group_norm", estimator_args={}, group_filter="drop_all_correct")
+    out = _maker(LmmExperienceMaker, args, kl_coef).compute_advantages_and_returns(experiences)
+    for exp in out:
+        for row, i in enumerate(exp.index):
+            if i // G == 1:
+                assert not exp.advantages[row].any(), exp.advantages[row]
+            elif i // G == 0:
+                tokens = int(action_mask[i].sum())
+                assert exp.advantages[row, :tokens].ne(0).all()

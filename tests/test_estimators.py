@@ -21,6 +21,7 @@ from lmmr1.algorithms import (
     UCPOConfig,
     WReinforceConfig,
     as_groups,
+    estimate_kept_groups,
     get_estimator,
     outcomes_to_tensor,
     ucpo_gamma,
@@ -205,6 +206,25 @@ def test_reinforce_baseline_whitens_over_the_batch() -> None:
     torch.testing.assert_close(A, torch.tensor([[1.414214, -1.414214], [0.0, 0.0]]))
     A, _ = get_estimator("reinforce_baseline")(rewards, None, ReinforceBaselineConfig(whiten=False))
     torch.testing.assert_close(A, torch.tensor([[0.5, -0.5], [0.0, 0.0]]))
+
+
+def test_filtered_groups_leave_the_batch_before_whitening() -> None:
+    # Kept groups [1, 0] and [0, 1] -> centred +-0.5; batch mean 0, population var 0.25 -> whitened +-1.0.
+    # With the dropped all-correct group [1, 1] (centred [0, 0]) still in the batch: var 1/6 -> +-1.224745.
+    rewards = torch.tensor([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    filter_keep = torch.tensor([True, False, True])
+    estimator = get_estimator("reinforce_baseline")
+    A, keep = estimate_kept_groups(estimator, rewards, None, None, filter_keep)
+    torch.testing.assert_close(A, torch.tensor([[1.0, -1.0], [0.0, 0.0], [-1.0, 1.0]]))
+    assert keep.tolist() == [True, False, True]
+    unfiltered, _ = estimator(rewards)
+    torch.testing.assert_close(unfiltered[0], torch.tensor([1.224745, -1.224745]))
+    # The estimator's own keep joins the filter's (UCPO drops a group without a wrong sample); nothing kept: zeros.
+    outcomes = torch.tensor([[C, W], [C, C], [W, C]])
+    _, keep = estimate_kept_groups(get_estimator("ucpo"), rewards, outcomes, None, torch.tensor([True, True, False]))
+    assert keep.tolist() == [True, False, False]
+    A, keep = estimate_kept_groups(estimator, rewards, None, None, torch.zeros(3, dtype=torch.bool))
+    assert not keep.any() and not A.any() and A.shape == (3, 2)
 
 
 # ---------------------------------------------------------------------------------------------------------

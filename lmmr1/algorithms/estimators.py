@@ -43,7 +43,8 @@ Convention choices, each a config field where the sources disagree:
   response by its length, and after adding the KL reward penalty; the two agree when all responses have
   the same length and there is no KL in the reward. For OpenRLHF's exact order (LMM-R1's FRE/MGT runs put
   KL in the reward), use whiten=False, then `policy_loss.kl_penalized_advantages`, then
-  `policy_loss.whiten_token_advantages`. It is a batch statistic: filter groups before calling it.
+  `policy_loss.whiten_token_advantages`. It is a batch statistic: filter groups before calling it
+  (`estimate_kept_groups`, as both engines do).
 * w_reinforce: "correct" is outcome CORRECT when outcomes are given, else reward >= `correct_reward`;
   every other response (wrong, uncertain, invalid) gets -1, the NGRPO repo's 0/1 implementation
   (`compute_psr_nsr_outcome_advantage`, 'weighted': lam * r for r = 1, r - 1 for r = 0).
@@ -113,6 +114,27 @@ class Estimator:
         if unknown:
             raise TypeError(f"{self.name}: unknown config key(s) {unknown}; valid keys: {names}")
         return self.config_cls(**overrides)
+
+
+def estimate_kept_groups(
+    estimator: Estimator, rewards: torch.Tensor, outcomes: torch.Tensor | None, config: Any, keep: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The estimator on the groups a filter kept, as dynamic sampling does it: the dropped groups leave the
+    batch before any batch statistic is taken (reinforce_baseline's whitening), so they change no kept
+    advantage:
+
+        A[keep], k[keep] = estimator(rewards[keep], outcomes[keep]);   A[~keep] = 0, k[~keep] = False
+
+    keep [P] bool (the filter's). Returns (advantages [P, G], keep [P]): the filter's keep and the estimator's.
+    Group-wise estimators give the same kept advantages either way; only batch statistics change."""
+    advantages = torch.zeros(rewards.shape, dtype=torch.promote_types(rewards.dtype, torch.float32),
+                             device=rewards.device)  # [P, G]
+    kept = torch.zeros_like(keep)  # [P]
+    if bool(keep.any()):
+        A, k = estimator(rewards[keep], None if outcomes is None else outcomes[keep], config)
+        advantages[keep] = A.to(advantages.dtype)
+        kept[keep] = k
+    return advantages, kept
 
 
 ESTIMATORS: dict[str, Estimator] = {}

@@ -5,8 +5,8 @@
 
     1. rewards to >= float32, DAPO/ProRL length penalties (`apply_length_penalties`);
     2. samples back in prompt order through `experience.index`, reshaped to [P, G];
-    3. lmmr1's group filter and estimator: advantages [P, G], keep [P] = estimator(rewards, outcomes, config)
-       (groups the filter or the estimator drops get advantage 0);
+    3. lmmr1's group filter, then the estimator on the kept groups (`estimate_kept_groups`): advantages
+       [P, G], keep [P]; groups the filter or the estimator drops get advantage 0, KL penalty included;
     4. per token: the scalar on the last action token minus kl_coef * KL (`compute_reward`, clipped to
        `--reward.clip_range`), cumulative returns with gamma = 1, advantages = returns (upstream's path for
        its group estimators);
@@ -19,7 +19,7 @@ clear error when those keys are missing.
 
 The estimator is `args.lmmr1.estimator` (lmmr1's flag; OpenRLHF's own `--algo.advantage.estimator` cannot
 name NGRPO or UCPO), its config fields `args.lmmr1.estimator_args` (a JSON object), the group filter
-`args.lmmr1.group_filter` (groups it drops get advantage 0, as in the local engine). Without lmmr1's flags,
+`args.lmmr1.group_filter` (groups it drops get advantage 0 at every token). Without lmmr1's flags,
 OpenRLHF's estimator name and no filter.
 """
 
@@ -31,7 +31,7 @@ import json
 import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker, apply_length_penalties, compute_reward
 
-from lmmr1.algorithms import FilterConfig, Outcome, get_estimator, get_filter, group_composition
+from lmmr1.algorithms import FilterConfig, Outcome, estimate_kept_groups, get_estimator, get_filter, group_composition
 
 OUTCOME_KEYS = {"reward_correct": Outcome.CORRECT, "reward_wrong": Outcome.WRONG,
                 "reward_uncertain": Outcome.UNCERTAIN, "reward_invalid": Outcome.INVALID}
@@ -100,21 +100,22 @@ class LmmExperienceMaker(RemoteExperienceMaker):
         for experience, std in zip(experiences, per_experience(rewards.std(-1, keepdim=True).expand(-1, G))):
             experience.info["group_reward_std"] = std
 
-        # 3. lmmr1's group filter and estimator (dropped groups: advantage 0, as in the local engine). Each
+        # 3. lmmr1's group filter, then the estimator on the kept groups (dropped groups: advantage 0). Each
         #    sample also logs its group's composition: OpenRLHF's mean over samples = the fraction of groups.
         r_max = float(options.get("r_max", 1.0))
         for kind, mask in group_composition(rewards, outcomes, r_max).items():  # [P] each
             for experience, value in zip(experiences, per_experience(mask[:, None].expand(-1, G))):
                 experience.info[f"lmmr1_groups_{kind}"] = value.float()
         report = group_filter(rewards, outcomes, FilterConfig(r_max=r_max))
-        advantages, keep = estimator(rewards, outcomes, config)  # [P, G], [P]
-        keep = keep & report.keep
+        advantages, keep = estimate_kept_groups(estimator, rewards, outcomes, config, report.keep)  # [P, G], [P]
         scalars = per_experience((advantages * keep[:, None]).to(rewards.dtype))
         kept = per_experience(keep[:, None].expand(-1, G))
 
         # 4. Per-token rewards (KL penalty), returns, advantages: upstream's group-estimator path.
+        #    A dropped group gets no KL penalty either: advantage 0 at every token, no policy gradient.
         for experience, scalar, group_kept in zip(experiences, scalars, kept):
-            reward = compute_reward(scalar, self.kl_ctl.value, experience.kl, action_mask=experience.action_mask,
+            kl = experience.kl * group_kept[:, None].to(experience.kl.dtype)  # [B, T]
+            reward = compute_reward(scalar, self.kl_ctl.value, kl, action_mask=experience.action_mask,
                                     reward_clip_range=args.reward.clip_range)
             experience.returns = self.get_cumulative_returns(reward, experience.action_mask, 1.0)
             experience.advantages = experience.returns.clone()

@@ -32,8 +32,8 @@ from pathlib import Path
 import torch
 
 from lmmr1.algorithms import (
-    FilterConfig, PolicyLossConfig, get_estimator, get_filter, group_composition, kl_estimate, kl_penalized_advantages,
-    outcomes_to_tensor, policy_loss,
+    FilterConfig, PolicyLossConfig, estimate_kept_groups, get_estimator, get_filter, group_composition, kl_estimate,
+    kl_penalized_advantages, outcomes_to_tensor, policy_loss,
 )
 from lmmr1.config import RunConfig, to_dict
 from lmmr1.data.images import ImageConfig
@@ -137,8 +137,7 @@ def run(cfg: RunConfig, backend=None) -> Path:
         groups = group_composition(rewards, outcomes, filter_config.r_max)  # all_correct / none_correct / mixed [P]
         warn_if_no_group_is_correct(estimator.name, groups, step, warned)
         report = group_filter(rewards, outcomes, filter_config)
-        advantages, keep = estimator(rewards, outcomes, estimator_config)  # [P, G], [P]
-        keep = keep & report.keep
+        advantages, keep = estimate_kept_groups(estimator, rewards, outcomes, estimator_config, report.keep)
         sequence_advantages = (advantages * keep[:, None]).flatten()  # [P * G]
 
         # 7d. PPO epochs over micro-batches, gradient accumulation, clip, optimizer, schedule.
