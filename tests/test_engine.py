@@ -141,11 +141,13 @@ def test_ngrpo_learns_from_all_wrong_groups_grpo_does_not(tmp_path, caplog):
     assert warned == {"group_norm": False, "ngrpo": True}
 
 
-def test_nonfinite_loss_stops_the_step_without_checkpoint(tmp_path, monkeypatch):
-    """Fault injection: the loss of step 2 is made NaN (as an overflow would). The step is stopped before
-    the optimizer moves, reported, and not checkpointed; step 3 runs normally."""
+@pytest.mark.parametrize("bad_mini_batch", [0, 1])
+def test_nonfinite_loss_stops_the_step_without_checkpoint(tmp_path, monkeypatch, bad_mini_batch):
+    """Fault injection: the loss of one of step 2's two mini-batches is made NaN (as an overflow would). The
+    step stops there: that mini-batch's gradient never reaches the optimizer, no later one runs, the finite
+    update before it stands; reported, not checkpointed; step 3 runs normally."""
     real_policy_loss = local.policy_loss
-    calls = {"step": 0}
+    calls = {"step": 0, "step_2_losses": 0}
     real_rollout_metrics = local.rollout_metrics
 
     def counting_rollout_metrics(*args, **kwargs):
@@ -154,7 +156,10 @@ def test_nonfinite_loss_stops_the_step_without_checkpoint(tmp_path, monkeypatch)
 
     def faulty_policy_loss(*args, **kwargs):
         loss, stats = real_policy_loss(*args, **kwargs)
-        return (loss * float("nan"), stats) if calls["step"] == 1 else (loss, stats)
+        if calls["step"] != 1:
+            return loss, stats
+        calls["step_2_losses"] += 1  # one micro-batch per mini-batch here (8 samples, 2 updates, micro 4)
+        return (loss * float("nan"), stats) if calls["step_2_losses"] == bad_mini_batch + 1 else (loss, stats)
 
     # ppo_update runs before rollout_metrics in a step: calls["step"] == 1 during step 2's update.
     monkeypatch.setattr(local, "policy_loss", faulty_policy_loss)
@@ -162,9 +167,27 @@ def test_nonfinite_loss_stops_the_step_without_checkpoint(tmp_path, monkeypatch)
     data = write_dataset(tmp_path / "data")
     run_dir = local.run(make_config(tmp_path, data, "hf", data={"eval_files": []}, train={"steps": 3}))
     rows = {r["step"]: r for r in read_metrics(run_dir)}
+    assert calls["step_2_losses"] == bad_mini_batch + 1  # no mini-batch after the bad one
     assert rows[1]["train/nonfinite_step"] == 0 and rows[3]["train/nonfinite_step"] == 0
-    assert rows[2]["train/nonfinite_step"] == 1 and rows[2]["train/updates"] == 0
+    assert rows[2]["train/nonfinite_step"] == 1 and rows[2]["train/updates"] == bad_mini_batch
+    assert rows[3]["train/updates"] == 2 and "train/lr" in rows[2] and "rollout/logprob_gap_max" in rows[2]
     assert [p.name for p in list_checkpoints(run_dir)] == ["step_000001", "step_000003"]
+
+
+def test_loss_metrics_do_not_depend_on_the_micro_batch_size(tmp_path):
+    """pg_loss / entropy are aggregates over a mini-batch (global token counts): the same rollout trained in
+    micro-batches of 8 or of 1 reports the same values (a sum of 8 shares, not their mean)."""
+    data = write_dataset(tmp_path / "data")
+    rows = {}
+    for micro in (8, 1):
+        cfg = make_config(tmp_path / str(micro), data, "hf", data={"eval_files": []},
+                          algorithm={"entropy_coef": 1e-3}, train={"steps": 1, "save_every": 5},
+                          optim={"micro_batch_size": micro, "updates_per_step": 1})
+        (rows[micro],) = read_metrics(local.run(cfg))
+    assert rows[8]["train/trained_sequences"] == rows[1]["train/trained_sequences"] == 8
+    assert rows[8]["train/entropy"] > 1.0  # ~log(vocab) for the random tiny model
+    for key in ("train/entropy", "train/pg_loss", "train/clip_frac", "train/approx_kl"):
+        assert rows[1][key] == pytest.approx(rows[8][key], rel=1e-4, abs=1e-6), key
 
 
 RESUME_SCRIPT = """

@@ -168,7 +168,8 @@ def run(cfg: RunConfig, backend=None) -> Path:
         progress.update(1)
         progress.set_postfix(reward=f"{metrics['reward/mean']:.3f}", acc=f"{metrics['reward/accuracy']:.2f}")
         if train_metrics["train/nonfinite_step"]:
-            log.error("step %d: non-finite loss or gradient; the step was stopped, no checkpoint written", step)
+            log.error("step %d: non-finite loss or gradient after %d finite update(s); the step was stopped, no "
+                      "checkpoint written", step, int(train_metrics["train/updates"]))
             continue
         if step % cfg.train.save_every == 0 or step == cfg.train.steps:
             state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
@@ -328,9 +329,13 @@ def resume_from(checkpoint: Path, policy, optimizer, scheduler, train_prompts: P
 def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advantages, trained, loss_config, cfg,
                processor) -> dict[str, float]:
     """PPO epochs over the rollout batch: mini-batches (one optimizer step each) of micro-batches (one
-    forward/backward each, gradients accumulated). Returns `train/` metrics."""
+    forward/backward each, gradients accumulated). Returns `train/` metrics.
+
+    A non-finite loss or gradient stops the step at its mini-batch: that gradient is discarded before the
+    optimizer moves and no later mini-batch runs; the finite updates before it stand (`train/updates`)."""
     device = next(policy.parameters()).device
     pad_id = processor.tokenizer.pad_token_id
+    temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0  # the distribution sampled
     order = [i for i in range(len(samples)) if trained[i] and samples[i].response_ids]
     if not order:
         return {"train/nonfinite_step": 0.0, "train/updates": 0.0, "train/lr": scheduler.get_last_lr()[0]}
@@ -340,12 +345,12 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
     with torch.no_grad():
         for chunk in _chunks(order, cfg.optim.micro_batch_size):
             batch = _batch(prompts, samples, chunk, pad_id, device)
-            lp = token_logprobs(policy, batch["input_ids"], batch["attention_mask"], batch["mm"])
+            lp = token_logprobs(policy, batch["input_ids"], batch["attention_mask"], batch["mm"], temperature)
             for row, i in enumerate(chunk):
                 old_logprobs[i] = lp[row][batch["action_mask"][row].bool()]
                 gap = max(gap, (old_logprobs[i].cpu() - torch.tensor(samples[i].logprobs)).abs().max().item())
             if reference is not None:
-                rlp = token_logprobs(reference, batch["input_ids"], batch["attention_mask"], batch["mm"])
+                rlp = token_logprobs(reference, batch["input_ids"], batch["attention_mask"], batch["mm"], temperature)
                 for row, i in enumerate(chunk):
                     ref_logprobs[i] = rlp[row][batch["action_mask"][row].bool()]
 
@@ -360,51 +365,96 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
         else:
             token_advantages[i] = A.expand(len(samples[i].response_ids))
 
-    stats_sum: dict[str, float] = {}
-    n_micro, n_updates, grad_norms, train_tokens = 0, 0, [], 0.0
+    stats = StepStats()
+    n_updates, grad_norms, train_tokens, nonfinite = 0, [], 0.0, False
     mini_size = math.ceil(len(order) / cfg.optim.updates_per_step)
-    for _epoch in range(cfg.optim.ppo_epochs):
-        for mini in _chunks(order, mini_size):
-            num_tokens = float(sum(len(samples[i].response_ids) for i in mini))
+    minis = [mini for _epoch in range(cfg.optim.ppo_epochs) for mini in _chunks(order, mini_size)]
+    for mini in minis:
+        num_tokens = float(sum(len(samples[i].response_ids) for i in mini))
+        optimizer.zero_grad(set_to_none=True)
+        for chunk in _chunks(mini, cfg.optim.micro_batch_size):
+            batch = _batch(prompts, samples, chunk, pad_id, device)
+            need_entropy = loss_config.entropy_coef > 0
+            out = token_logprobs(policy, batch["input_ids"], batch["attention_mask"], batch["mm"], temperature,
+                                 return_entropy=need_entropy)
+            logprobs, entropy = out if need_entropy else (out, None)
+            mask = batch["action_mask"]
+            token_A = _scatter(token_advantages, chunk, mask)
+            loss, loss_stats = policy_loss(
+                logprobs, _scatter(old_logprobs, chunk, mask), token_A, mask, loss_config,
+                ref_log_probs=_scatter(ref_logprobs, chunk, mask) if reference is not None else None,
+                entropy=entropy, num_tokens=num_tokens, num_sequences=float(len(mini)),
+            )
+            if not torch.isfinite(loss):
+                nonfinite = True
+                break
+            loss.backward()
+            train_tokens += float(batch["attention_mask"].sum())
+            stats.add(loss_stats, mask.bool(), token_A.to(mask.device))
+        params = [p for p in policy.parameters() if p.requires_grad]
+        grad_norm = None if nonfinite else torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm)
+        if nonfinite or not torch.isfinite(grad_norm):
+            nonfinite = True
             optimizer.zero_grad(set_to_none=True)
-            for chunk in _chunks(mini, cfg.optim.micro_batch_size):
-                batch = _batch(prompts, samples, chunk, pad_id, device)
-                need_entropy = loss_config.entropy_coef > 0
-                out = token_logprobs(policy, batch["input_ids"], batch["attention_mask"], batch["mm"],
-                                     return_entropy=need_entropy)
-                logprobs, entropy = out if need_entropy else (out, None)
-                mask = batch["action_mask"]
-                loss, stats = policy_loss(
-                    logprobs, _scatter(old_logprobs, chunk, mask), _scatter(token_advantages, chunk, mask), mask,
-                    loss_config,
-                    ref_log_probs=_scatter(ref_logprobs, chunk, mask) if reference is not None else None,
-                    entropy=entropy, num_tokens=num_tokens, num_sequences=float(len(mini)),
-                )
-                if not torch.isfinite(loss):
-                    optimizer.zero_grad(set_to_none=True)
-                    return {"train/nonfinite_step": 1.0, "train/updates": float(n_updates)}
-                loss.backward()
-                train_tokens += float(batch["attention_mask"].sum())
-                for key, value in stats.metrics().items():
-                    stats_sum[key] = stats_sum.get(key, 0.0) + value
-                n_micro += 1
-            params = [p for p in policy.parameters() if p.requires_grad]
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm)
-            if not torch.isfinite(grad_norm):
-                optimizer.zero_grad(set_to_none=True)
-                return {"train/nonfinite_step": 1.0, "train/updates": float(n_updates)}
-            optimizer.step()
-            scheduler.step()
-            grad_norms.append(float(grad_norm))
-            n_updates += 1
-    metrics = {key: value / n_micro for key, value in stats_sum.items()}
+            break
+        optimizer.step()
+        scheduler.step()
+        stats.commit()
+        grad_norms.append(float(grad_norm))
+        n_updates += 1
+    metrics = stats.metrics()
     metrics.update({
-        "train/nonfinite_step": 0.0, "train/updates": float(n_updates), "train/grad_norm": sum(grad_norms) / len(grad_norms),
+        "train/nonfinite_step": float(nonfinite), "train/updates": float(n_updates),
         "train/lr": scheduler.get_last_lr()[0], "rollout/logprob_gap_max": gap,
         "train/trained_sequences": float(len(order)),
         "train/tokens": train_tokens,  # prompt + response tokens through the forward/backward, all epochs
     })
+    if grad_norms:
+        metrics["train/grad_norm"] = sum(grad_norms) / len(grad_norms)
     return metrics
+
+
+class StepStats:
+    """`train/` loss statistics of a step's completed mini-batches, each averaged the way it was computed:
+    - pg_loss, kl_loss, entropy: a micro-batch's value is its share of its mini-batch's aggregate (the loss
+      divides by the whole mini-batch's token or sequence count), so shares add up per mini-batch and the
+      step reports the mean over mini-batches (optimizer updates);
+    - clip_frac, dual_clip_frac, approx_kl: token means, weighted by each micro-batch's response tokens
+      (clip_frac_pos / _neg by its tokens with A > 0 / A < 0)."""
+
+    SHARES = ("pg_loss", "kl_loss", "entropy")
+    WEIGHTED = {"clip_frac": 0, "dual_clip_frac": 0, "approx_kl": 0, "clip_frac_pos": 1, "clip_frac_neg": -1}
+
+    def __init__(self) -> None:
+        self.sums: dict[str, float] = {}  # completed mini-batches
+        self.pending: dict[str, float] = {}  # the mini-batch in progress
+        self.updates = 0
+
+    def add(self, loss_stats, mask: torch.Tensor, token_advantages: torch.Tensor) -> None:
+        """One micro-batch: its PolicyLossStats, action mask [B, T] (bool) and token advantages [B, T]."""
+        values = {name: float(getattr(loss_stats, name)) for name in self.SHARES}
+        for name, sign in self.WEIGHTED.items():
+            tokens = mask if sign == 0 else mask & (token_advantages * sign > 0)  # [B, T]
+            weight = float(tokens.sum())
+            values[name] = float(getattr(loss_stats, name)) * weight
+            values[name + "/weight"] = weight
+        for key, value in values.items():
+            self.pending[key] = self.pending.get(key, 0.0) + value
+
+    def commit(self) -> None:
+        """The mini-batch in progress was applied (optimizer step)."""
+        for key, value in self.pending.items():
+            self.sums[key] = self.sums.get(key, 0.0) + value
+        self.pending, self.updates = {}, self.updates + 1
+
+    def metrics(self) -> dict[str, float]:
+        if not self.updates:
+            return {}
+        out = {f"train/{name}": self.sums[name] / self.updates for name in self.SHARES}
+        for name in self.WEIGHTED:
+            weight = self.sums[name + "/weight"]
+            out[f"train/{name}"] = self.sums[name] / weight if weight else 0.0
+        return out
 
 
 def _chunks(items: list[int], size: int) -> list[list[int]]:
