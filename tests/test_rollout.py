@@ -40,7 +40,7 @@ def prompts(policy):
     ]
 
 
-def _check_against_forward(model, prompts, results, atol):
+def _check_against_forward(model, prompts, results, atol, temperature=1.0):
     worst, checked = 0.0, 0
     for prompt, samples in zip(prompts, results):
         for s in samples:
@@ -49,30 +49,34 @@ def _check_against_forward(model, prompts, results, atol):
                 assert s.finish_reason == "media_token"
                 continue
             checked += 1
-            forward = response_logprobs(model, prompt, s.response_ids)
+            forward = response_logprobs(model, prompt, s.response_ids, temperature=temperature)
             worst = max(worst, (forward - torch.tensor(s.logprobs)).abs().max().item())
     assert checked >= len(prompts), checked
     assert worst < atol, worst
     return worst
 
 
-def test_vllm_backend_logprobs_match_trainer(tiny_vllm, policy, prompts):
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_vllm_backend_logprobs_match_trainer(tiny_vllm, policy, prompts, temperature):
+    """The rollout's log-probs are those of the distribution it sampled from: the trainer's forward at the
+    same temperature (fails at 0.6 if either side leaves the temperature out)."""
     model, _ = policy
     backend = get_rollout_backend("vllm")(llm=tiny_vllm)
-    results = backend.generate(prompts, n=3, sampling=SamplingConfig(max_new_tokens=10))
+    results = backend.generate(prompts, n=3, sampling=SamplingConfig(max_new_tokens=10, temperature=temperature))
     assert [len(r) for r in results] == [3, 3, 3]
     assert all(s.prompt_index == i for i, r in enumerate(results) for s in r)
     assert {s.finish_reason for r in results for s in r} <= {"stop", "length", "media_token"}, [s.finish_reason for r in results for s in r]
-    _check_against_forward(model, prompts, results, atol=1e-4)
+    _check_against_forward(model, prompts, results, atol=1e-4, temperature=temperature)
 
 
-def test_hf_backend_logprobs_match_trainer(policy, prompts):
+@pytest.mark.parametrize("temperature", [1.0, 0.6])
+def test_hf_backend_logprobs_match_trainer(policy, prompts, temperature):
     model, processor = policy
     backend = get_rollout_backend("hf")(model, processor)
     torch.manual_seed(0)
-    results = backend.generate(prompts, n=2, sampling=SamplingConfig(max_new_tokens=8))
+    results = backend.generate(prompts, n=2, sampling=SamplingConfig(max_new_tokens=8, temperature=temperature))
     assert [len(r) for r in results] == [2, 2, 2]
-    _check_against_forward(model, prompts, results, atol=1e-4)
+    _check_against_forward(model, prompts, results, atol=1e-4, temperature=temperature)
 
 
 @pytest.fixture

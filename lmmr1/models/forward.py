@@ -81,9 +81,10 @@ def token_logprobs(model, input_ids, attention_mask, mm_inputs: dict, temperatur
     return chosen, entropy
 
 
-def response_logprobs(model, prompt: EncodedPrompt, response_ids: list[int], pad_id: int = 0) -> torch.Tensor:
-    """log pi(y_t | x, y_<t) for one response: [len(response_ids)]."""
+def response_logprobs(model, prompt: EncodedPrompt, response_ids: list[int], pad_id: int = 0,
+                      temperature: float = 1.0) -> torch.Tensor:
+    """log pi(y_t | x, y_<t) for one response, logits divided by `temperature`: [len(response_ids)]."""
     device = next(model.parameters()).device
     input_ids, attention_mask, action_mask, mm = collate([prompt], [response_ids], pad_id, device)
-    logp = token_logprobs(model, input_ids, attention_mask, mm)
+    logp = token_logprobs(model, input_ids, attention_mask, mm, temperature)
     return logp[0][action_mask[0].bool()]

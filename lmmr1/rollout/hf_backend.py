@@ -81,12 +81,14 @@ class HFRollout:
             input_ids=input_ids, attention_mask=attention_mask, **vision_inputs(self.model, input_ids, mm),
             **sampling_arguments(sampling), max_new_tokens=sampling.max_new_tokens,
             min_new_tokens=0 if sampling.stop_on_eos else sampling.max_new_tokens,
-            num_return_sequences=n, return_dict_in_generate=True, output_logits=True,
+            num_return_sequences=n, return_dict_in_generate=True, output_scores=True,
             eos_token_id=sorted(self.eos_ids) if sampling.stop_on_eos else None, pad_token_id=self.pad_id,
         )
         generated = out.sequences[:, T:]  # [B * n, steps], row r answers prompt r // n
+        # Log-probs of the distribution sampled from (scores after temperature / top-p / top-k), as vLLM's
+        # processed_logprobs: equal to the trainer's tempered forward when top_p = 1 and top_k = 0.
         logprobs = torch.stack([torch.log_softmax(step.float(), dim=-1).gather(-1, generated[:, t, None])[:, 0]
-                                for t, step in enumerate(out.logits)], dim=1)  # [B * n, steps]
+                                for t, step in enumerate(out.scores)], dim=1)  # [B * n, steps]
         results = []
         for row in range(len(prompts)):
             samples = []

@@ -75,7 +75,10 @@ class VLLMRollout:
             quiet_benign_vllm_warnings()
             kwargs = dict(model=str(model_dir), dtype=dtype, max_model_len=max_model_len, seed=seed,
                           limit_mm_per_prompt={"image": max_images_per_prompt, "video": 0},
-                          enforce_eager=enforce_eager)
+                          enforce_eager=enforce_eager,
+                          # log-probs of the distribution sampled from (after temperature, top-p, top-k):
+                          # the trainer's tempered forward gives the same numbers when top_p = 1, top_k = 0
+                          logprobs_mode="processed_logprobs")
             if torch.cuda.is_available():
                 kwargs["gpu_memory_utilization"] = gpu_memory_utilization
             else:
