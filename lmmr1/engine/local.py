@@ -11,8 +11,10 @@ Conventions:
     `rollout/logprob_gap_max`, a live check that rollout and training see the same tokens;
   * every response token is trained, EOS included; a response cut before a generated vision pad token is
     trained up to the cut (counted in `rollout/media_token_responses`);
-  * a non-finite loss or gradient stops the step before the optimizer moves: reported as
-    `train/nonfinite_step = 1`, no checkpoint is written for that step;
+  * a non-finite loss or gradient stops the step at its mini-batch, before the optimizer moves for it:
+    reported as `train/nonfinite_step = 1`, no checkpoint is written for that step;
+  * model.dtype=bfloat16: forward, backward and rollouts in bf16; the optimizer updates fp32 master
+    weights (lmmr1.engine.precision), as DeepSpeed's bf16 optimizer does for OpenRLHF's --bf16;
   * sampling seeds are derived from (seed, step, prompt), and the checkpoint holds the optimizer,
     scheduler, RNG states and data position: a resumed run continues as if it had not stopped.
 """
@@ -42,6 +44,7 @@ from lmmr1.engine.checkpoint import (
 )
 from lmmr1.engine.data import PromptSource, load_eval_prompts
 from lmmr1.engine.logging import MetricsLogger, PhaseTimer
+from lmmr1.engine.precision import MasterWeights, master_weights_for
 from lmmr1.models.forward import collate, token_logprobs
 from lmmr1.rewards import RewardConfig, get_reward
 from lmmr1.rewards.library import score_batch
@@ -68,8 +71,9 @@ def run(cfg: RunConfig, backend=None) -> Path:
     policy = load_policy(model_dir, cfg)
     reference = frozen_copy(policy) if cfg.algorithm.kl_coef > 0 else None
     total_updates = cfg.train.steps * cfg.optim.ppo_epochs * cfg.optim.updates_per_step
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.optim.lr,
-                                  betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
+    master = master_weights_for(policy)  # bf16 policy: fp32 master weights the optimizer updates (else None)
+    optimizer = torch.optim.AdamW(master.params if master else [p for p in policy.parameters() if p.requires_grad],
+                                  lr=cfg.optim.lr, betas=tuple(cfg.optim.betas), weight_decay=cfg.optim.weight_decay)
     scheduler = cosine_with_min_lr(optimizer, total_updates, cfg.optim.warmup_ratio, cfg.optim.min_lr_ratio)
 
     # 3. Data: records -> prompts through the model's processor (min/max pixels fixed once, in model_dir).
@@ -106,7 +110,7 @@ def run(cfg: RunConfig, backend=None) -> Path:
     start_step = 0
     checkpoint = resolve_resume(run_dir, cfg.train.resume)
     if checkpoint is not None:
-        start_step = resume_from(checkpoint, policy, optimizer, scheduler, train_prompts)
+        start_step = resume_from(checkpoint, policy, optimizer, scheduler, train_prompts, master)
         backend.push_weights(policy)
         logger.truncate_after(start_step)
         log.info("resumed from %s at step %d", checkpoint, start_step)
@@ -143,7 +147,7 @@ def run(cfg: RunConfig, backend=None) -> Path:
         # 7d. PPO epochs over micro-batches, gradient accumulation, clip, optimizer, schedule.
         with timer("train"):
             train_metrics = ppo_update(policy, reference, optimizer, scheduler, prompts, flat, sequence_advantages,
-                                       keep.repeat_interleave(G), loss_config, cfg, processor)
+                                       keep.repeat_interleave(G), loss_config, cfg, processor, master)
 
         # 7e. Push the new weights into the rollout engine (caches of old weights reset).
         if train_metrics["train/updates"] > 0:
@@ -173,7 +177,8 @@ def run(cfg: RunConfig, backend=None) -> Path:
             continue
         if step % cfg.train.save_every == 0 or step == cfg.train.steps:
             state = {"step": step, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "rng": rng_state(), "data": train_prompts.state()}
+                     "rng": rng_state(), "data": train_prompts.state(),
+                     "master_weights": master.state_dict() if master else None}
             save_checkpoint(run_dir, step, policy, processor, state, keep_last=cfg.train.keep_last)
 
     # 8. The final HF checkpoint: what the next stage starts from.
@@ -310,15 +315,22 @@ def sampling_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step * 7_919) % (2**31 - 1)
 
 
-def resume_from(checkpoint: Path, policy, optimizer, scheduler, train_prompts: PromptSource) -> int:
-    """Weights (loaded by transformers, which maps saved names onto the module's own), optimizer, scheduler,
-    data position and RNG states of a checkpoint; returns its step."""
+def resume_from(checkpoint: Path, policy, optimizer, scheduler, train_prompts: PromptSource,
+                master: MasterWeights | None = None) -> int:
+    """Weights (loaded by transformers, which maps saved names onto the module's own; a bf16 policy's fp32
+    master weights from the trainer state), optimizer, scheduler, data position and RNG states of a
+    checkpoint; returns its step."""
     from transformers import AutoModelForImageTextToText
 
     saved = AutoModelForImageTextToText.from_pretrained(checkpoint / "model", dtype=next(policy.parameters()).dtype)
     policy.load_state_dict(saved.state_dict())
     del saved
     state = load_trainer_state(checkpoint)
+    if master is not None:
+        if state.get("master_weights") is not None:
+            master.load_state_dict(state["master_weights"])
+        else:  # a checkpoint written without them: start from the bf16 weights
+            master.from_model()
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     train_prompts.load_state(state["data"])
@@ -327,9 +339,10 @@ def resume_from(checkpoint: Path, policy, optimizer, scheduler, train_prompts: P
 
 
 def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advantages, trained, loss_config, cfg,
-               processor) -> dict[str, float]:
+               processor, master: MasterWeights | None = None) -> dict[str, float]:
     """PPO epochs over the rollout batch: mini-batches (one optimizer step each) of micro-batches (one
-    forward/backward each, gradients accumulated). Returns `train/` metrics.
+    forward/backward each, gradients accumulated). Returns `train/` metrics. With `master` (a bf16 policy),
+    the optimizer steps the fp32 master weights, which are then rounded into the policy.
 
     A non-finite loss or gradient stops the step at its mini-batch: that gradient is discarded before the
     optimizer moves and no later mini-batch runs; the finite updates before it stand (`train/updates`)."""
@@ -371,6 +384,7 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
     minis = [mini for _epoch in range(cfg.optim.ppo_epochs) for mini in _chunks(order, mini_size)]
     for mini in minis:
         num_tokens = float(sum(len(samples[i].response_ids) for i in mini))
+        policy.zero_grad(set_to_none=True)
         optimizer.zero_grad(set_to_none=True)
         for chunk in _chunks(mini, cfg.optim.micro_batch_size):
             batch = _batch(prompts, samples, chunk, pad_id, device)
@@ -391,13 +405,18 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
             loss.backward()
             train_tokens += float(batch["attention_mask"].sum())
             stats.add(loss_stats, mask.bool(), token_A.to(mask.device))
-        params = [p for p in policy.parameters() if p.requires_grad]
+        if master is not None and not nonfinite:
+            master.grads_to_master()
+        params = master.params if master else [p for p in policy.parameters() if p.requires_grad]
         grad_norm = None if nonfinite else torch.nn.utils.clip_grad_norm_(params, cfg.optim.max_grad_norm)
         if nonfinite or not torch.isfinite(grad_norm):
             nonfinite = True
+            policy.zero_grad(set_to_none=True)
             optimizer.zero_grad(set_to_none=True)
             break
         optimizer.step()
+        if master is not None:
+            master.to_model()
         scheduler.step()
         stats.commit()
         grad_norms.append(float(grad_norm))

@@ -56,7 +56,8 @@ def format_warmup(model_dir: Path, train_files: list[str], out_dir: Path, *, ste
 
     torch.manual_seed(seed)
     processor = AutoProcessor.from_pretrained(model_dir)
-    policy = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    policy = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).to(device)
     if freeze_vision:
         for param in policy.model.visual.parameters():
             param.requires_grad_(False)
@@ -95,7 +96,8 @@ def format_warmup(model_dir: Path, train_files: list[str], out_dir: Path, *, ste
                 continue
             batch_prompts.append(cache[i][0])
             batch_responses.append(cache[i][1])
-        input_ids, attention_mask, action_mask, mm = collate(batch_prompts, batch_responses, tokenizer.pad_token_id)
+        input_ids, attention_mask, action_mask, mm = collate(batch_prompts, batch_responses, tokenizer.pad_token_id,
+                                                             device)
         logprobs = token_logprobs(policy, input_ids, attention_mask, mm)  # [B, T-1]
         loss = -(logprobs * action_mask).sum() / action_mask.sum()
         optimizer.zero_grad(set_to_none=True)
