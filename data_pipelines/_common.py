@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from lmmr1.data.images import ImageConfig, ImageLoadError, load_image
-from lmmr1.data.records import Record, RecordError, record_to_json
+from lmmr1.data.records import Record, RecordError, iter_json_lines, record_to_json
 
 EXAMPLES_PER_REASON = 3
 
@@ -107,14 +107,11 @@ def convert_rows(
 
 def read_jsonl_rows(path: Path, report: ConversionReport) -> Iterator[tuple[str, int, Any]]:
     """(file, line number, parsed object) per non-blank line; malformed JSON is counted and skipped."""
-    with path.open("r", encoding="utf-8") as f:
-        for row, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield str(path), row, json.loads(line)
-            except json.JSONDecodeError as err:
-                report.reject("malformed_json", f"{path}:{row}: {err.msg} at column {err.colno}")
+    for row, data, error in iter_json_lines(path):
+        if error is not None:
+            report.reject("malformed_json", f"{path}:{row}: {error}")
+            continue
+        yield str(path), row, data
 
 
 def count_lines(path: Path) -> int:

@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 
-from lmmr1.data.records import Record, RecordError, validate_record
+from lmmr1.data.records import Record, RecordError, iter_json_lines, validate_record
 from lmmr1.rewards.base import RewardResult
 from lmmr1.rewards.rules import boxed_contents, clean_response, detect_abstention, final_answer_slot
 
@@ -173,17 +173,11 @@ def read_table(file: Path, split: str) -> Iterator[dict[str, Any]]:
 
         yield from pd.read_csv(file, dtype=str, keep_default_na=False).to_dict(orient="records")
         return
-    text = file.read_text(encoding="utf-8")
-    if file.suffix == ".json" and text.lstrip().startswith("["):
-        yield from json.loads(text)
+    if file.suffix == ".json" and file.read_bytes().lstrip().startswith(b"["):
+        yield from json.loads(file.read_text(encoding="utf-8"))
         return
-    for line in text.splitlines():
-        if not line.strip():
-            continue
-        try:
-            yield json.loads(line)
-        except json.JSONDecodeError as err:
-            yield {MALFORMED: f"malformed JSON: {err.msg} at column {err.colno}"}
+    for _row, value, error in iter_json_lines(file):
+        yield {MALFORMED: str(error)} if error is not None else value
 
 
 # ------------------------------------------------------------------------------------------------ images

@@ -132,6 +132,35 @@ def test_read_records_reports_the_line_of_a_bad_row(tmp_path):
         load_records(path)
 
 
+UNREADABLE_LINES = {  # each must cost its own row only, with a message saying why
+    b'{"answer": "caf\xe9"}': "not UTF-8 (byte 0xe9",  # a Latin-1 byte
+    b'{"answer": ' + b"9" * 5000 + b"}": "unreadable JSON value",  # past Python's int digit limit
+    b"[" * 100_000: "JSON nested too deeply",
+    b'{"messages": [}': "malformed JSON",
+}
+
+
+def test_unreadable_lines_cost_one_row_each_in_every_reader(tmp_path, caplog):
+    from collections import Counter
+
+    from data_pipelines._common import ConversionReport, read_jsonl_rows
+    from lmmr1.engine.data import read_rows
+
+    good = json.dumps(GOOD).encode()
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"\n".join([good, *UNREADABLE_LINES, good]) + b"\n")
+    skipped = Counter()
+    rows = read_rows([str(path)], skipped)
+    assert [r.where for r in rows] == [f"{path}:1", f"{path}:6"] and skipped["malformed_row"] == 4
+    for line, (_bad, words) in enumerate(UNREADABLE_LINES.items(), start=2):
+        assert any(f"r.jsonl:{line}: {words}" in m for m in caplog.messages), (words, "\n".join(caplog.messages))
+    report = ConversionReport()
+    assert [row for _file, row, _data in read_jsonl_rows(path, report)] == [1, 6]
+    assert report.rejected["malformed_json"] == 4
+    with pytest.raises(RecordError, match=r"r\.jsonl:2: not UTF-8"):
+        load_records(path)
+
+
 @pytest.mark.parametrize(
     "ref, ok",
     [("a.png", True), ("sub/dir/a.png", True), ("./a.png", True), ("a/../b.png", True), ("..", False),

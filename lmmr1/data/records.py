@@ -241,20 +241,49 @@ def validate_record(data: Any, *, file: str | Path | None = None, row: int | Non
     return Record(messages=messages, answer=answer, images=list(images), task=task, source=source, meta=meta)
 
 
+class MalformedRow(ValueError):
+    """A JSONL line that is not one JSON value: bad UTF-8, bad JSON, an integer past Python's digit limit,
+    nesting deeper than the parser's recursion limit. The message says which and where on the line."""
+
+
+def parse_json_line(line: bytes) -> Any:
+    """One JSONL line (raw bytes) -> its JSON value; anything that makes it unreadable raises MalformedRow,
+    so a reader can skip that row and go on with the next (a file is decoded line by line: one bad byte
+    costs one row, not the file)."""
+    try:
+        return json.loads(line.decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise MalformedRow(f"not UTF-8 (byte {err.object[err.start]:#04x} at offset {err.start})") from None
+    except json.JSONDecodeError as err:
+        raise MalformedRow(f"malformed JSON: {err.msg} at column {err.colno}") from None
+    except ValueError as err:  # e.g. an integer literal longer than sys.get_int_max_str_digits()
+        raise MalformedRow(f"unreadable JSON value: {err}") from None
+    except RecursionError:
+        raise MalformedRow("JSON nested too deeply") from None
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any, MalformedRow | None]]:
+    """(line number from 1, value, None) per non-blank line of a JSONL file, or (line number, None, error)
+    for a line `parse_json_line` cannot read."""
+    with Path(path).open("rb") as f:
+        for row, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield row, parse_json_line(line), None
+            except MalformedRow as err:
+                yield row, None, err
+
+
 def read_records(path: str | Path) -> Iterator[Record]:
     """Yield the records of a JSONL file; the first bad row raises RecordError(file, row, field).
 
     Rows are numbered from 1 (the line number); blank lines are skipped."""
     path = Path(path)
-    with path.open("r", encoding="utf-8") as f:
-        for row, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise RecordError(f"malformed JSON: {err.msg} at column {err.colno}", file=path, row=row) from None
-            yield validate_record(data, file=path, row=row)
+    for row, data, error in iter_json_lines(path):
+        if error is not None:
+            raise RecordError(str(error), file=path, row=row)
+        yield validate_record(data, file=path, row=row)
 
 
 def load_records(path: str | Path) -> list[Record]:

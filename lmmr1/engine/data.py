@@ -11,7 +11,6 @@ run sees exactly the prompts an uninterrupted run would have seen.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from lmmr1.data.images import ImageConfig, ImageLoadError, dataset_root, load_record_images
-from lmmr1.data.records import Record, RecordError, validate_record
+from lmmr1.data.records import Record, RecordError, iter_json_lines, validate_record
 from lmmr1.rollout.prompts import EncodedPrompt, PromptTooLongError, encode_prompt
 
 log = logging.getLogger(__name__)
@@ -51,21 +50,18 @@ def read_rows(files: list[str], skipped: Counter) -> list[Row]:
         if not path.is_file():
             raise FileNotFoundError(f"data file {path} does not exist")
         root = dataset_root(path)
-        with path.open(encoding="utf-8") as f:
-            for number, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = validate_record(json.loads(line), file=path, row=number)
-                except json.JSONDecodeError as err:
-                    skipped["malformed_row"] += 1
-                    log.warning("%s:%d: malformed JSON (%s); row skipped", path, number, err.msg)
-                    continue
-                except RecordError as err:
-                    skipped["invalid_record"] += 1
-                    log.warning("%s; row skipped", err)
-                    continue
-                rows.append(Row(record, root, f"{path}:{number}"))
+        for number, data, error in iter_json_lines(path):
+            if error is not None:
+                skipped["malformed_row"] += 1
+                log.warning("%s:%d: %s; row skipped", path, number, error)
+                continue
+            try:
+                record = validate_record(data, file=path, row=number)
+            except RecordError as err:
+                skipped["invalid_record"] += 1
+                log.warning("%s; row skipped", err)
+                continue
+            rows.append(Row(record, root, f"{path}:{number}"))
     return rows
 
 
