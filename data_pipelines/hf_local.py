@@ -48,7 +48,7 @@ from data_pipelines._common import (
 from data_pipelines.lmmr1_messages import relative_to_root, source_image_path
 from lmmr1.data.images import ImageConfig, decode_image
 from lmmr1.data.prompts import system_prompt
-from lmmr1.data.records import Record, RecordError, validate_record
+from lmmr1.data.records import Record, RecordError, answer_text, validate_record
 
 
 @dataclass(frozen=True)
@@ -206,7 +206,7 @@ class HFRowConverter:
         meta = {k: v for k, v in row.items() if k not in SKIP_META | {layout.question, layout.answer} and _jsonable(v)}
         images = [self._image(value, file, n, i) for i, value in enumerate(raw_images)]
         return validate_record(
-            {"messages": messages, "images": images, "answer": str(answer).strip(), "task": layout.task,
+            {"messages": messages, "images": images, "answer": answer_text(answer).strip(), "task": layout.task,
              "source": self.source, "meta": meta},
             file=file, row=n,
         )

@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 
-from lmmr1.data.records import Record, RecordError, iter_json_lines, validate_record
+from lmmr1.data.records import Record, RecordError, answer_text, iter_json_lines, validate_record
 from lmmr1.rewards.base import RewardResult
 from lmmr1.rewards.rules import boxed_contents, clean_response, detect_abstention, final_answer_slot
 
@@ -389,7 +389,7 @@ def parse_olympiadbench(row: dict, images: ImageResolver, key: str):
         answers = json.loads(answers) if answers.strip().startswith("[") else [answers]
     if not answers or not isinstance(answers, (list, tuple)) or any(_blank(a) for a in answers):
         raise RowExcluded("malformed_answer", f"final_answer={answers!r}")
-    gold = ", ".join(str(a).strip() for a in answers)
+    gold = ", ".join(answer_text(a).strip() for a in answers)
     meta = {"id": str(row.get("id", key)), "unit": row.get("unit"), "answer_type": row.get("answer_type"),
             "subfield": row.get("subfield"),
             "subsets": subsets(subject=row.get("subject"), subfield=row.get("subfield"))}

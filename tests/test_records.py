@@ -67,6 +67,17 @@ def test_defaults_and_numeric_answer():
     assert validate_record({"messages": [{"role": "user", "content": "?"}], "answer": UNANSWERABLE}).unanswerable
 
 
+@pytest.mark.parametrize("number, text", [(1e-07, "0.0000001"), (2e16, "20000000000000000"), (0.5, "0.5"),
+                                          (-2.25, "-2.25"), (7, "7")])
+def test_numeric_answers_become_positional_text_the_verifier_grades(number, text):
+    from lmmr1.rewards import get_reward
+
+    record = validate_record({"messages": [{"role": "user", "content": "?"}], "answer": number})
+    assert record.answer == text  # str(1e-07) is "1e-07", which math-verify does not equate with 0.0000001
+    response = f"<think>computing</think><answer>\\boxed{{{text}}}</answer>"
+    assert get_reward("lmm_r1")(response, record).outcome == "correct"
+
+
 @pytest.mark.parametrize(
     "data, field, words",
     [

@@ -24,6 +24,7 @@ import math
 import posixpath
 import re
 from collections.abc import Iterator, Mapping
+from decimal import Decimal
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -200,7 +201,7 @@ def validate_record(data: Any, *, file: str | Path | None = None, row: int | Non
         raise _fail(f"must be a string, got {type(answer).__name__}", file, row, "answer")
     if isinstance(answer, float) and not math.isfinite(answer):
         raise _fail(f"must be finite, got {answer!r}", file, row, "answer")
-    answer = str(answer)
+    answer = answer_text(answer)
     if not answer.strip():
         raise _fail("empty (every record needs a gold answer)", file, row, "answer")
 
@@ -239,6 +240,15 @@ def validate_record(data: Any, *, file: str | Path | None = None, row: int | Non
         raise _fail(f"not JSON-serialisable: {err}", file, row, "meta") from None
 
     return Record(messages=messages, answer=answer, images=list(images), task=task, source=source, meta=meta)
+
+
+def answer_text(answer: str | int | float) -> str:
+    """A gold answer as text; numbers in positional notation (1e-07 -> "0.0000001", 2e16 ->
+    "20000000000000000"): `str(float)` writes an exponent the verifier reads as e * 10^..., so a correct
+    "\\boxed{0.0000001}" would be graded wrong."""
+    if isinstance(answer, float):
+        return format(Decimal(repr(answer)), "f")
+    return str(answer)
 
 
 class MalformedRow(ValueError):
