@@ -86,6 +86,11 @@ def convert_records_file(
     input_path, output_path = Path(input_path), Path(output_path)
     root = Path(os.path.abspath(input_path)).parent
     report = ConversionReport()
+    if image_config is None and processor is not None and hasattr(processor, "image_processor"):
+        # The processor's own bounds: OpenRLHF resizes the raw file once with them, and so must the length
+        # check (a default-sized copy resized again can land on another grid: 300x299 -> 16x16 patches,
+        # where the processor alone gives 14x16).
+        image_config = ImageConfig.from_processor(processor)
     config = image_config or ImageConfig()
 
     def to_row(raw: Any, file: str, row: int) -> dict[str, Any]:

@@ -383,3 +383,23 @@ def test_synthetic_cli(tmp_path, capsys):
     assert "wrote 5 arithmetic records (0 unanswerable)" in capsys.readouterr().err
     with pytest.raises(KeyError, match="valid tasks"):
         synthetic.make_example("sudoku", 0, 0)
+
+
+def test_prompt_length_check_sizes_images_as_the_processor_does(tiny_model_dir, tmp_path):
+    """With a processor, the length check resizes each image once with the processor's own min/max pixels,
+    as OpenRLHF does with the raw file: a prompt exactly at max_prompt_len is kept, one token over rejected."""
+    from transformers import AutoProcessor
+
+    from lmmr1.rollout.prompts import encode_prompt
+
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    processor.image_processor.size = {"shortest_edge": 3136, "longest_edge": 50176}
+    image = Image.new("RGB", (300, 299), "red")  # resized twice (default bounds, then these) -> 2 more rows of patches
+    image.save(tmp_path / "a.png")
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "Colour?"}]}]
+    (tmp_path / "r.jsonl").write_text(json.dumps({"messages": messages, "images": ["a.png"], "answer": "red"}) + "\n")
+    true_length = len(encode_prompt(processor, messages, [image]).prompt_ids)  # the processor alone, raw file
+    for limit, kept in ((true_length, 1), (true_length - 1, 0)):
+        report = to_openrlhf.convert_records_file(tmp_path / "r.jsonl", tmp_path / "out.jsonl", processor=processor,
+                                                  max_prompt_len=limit)
+        assert report.kept == kept, (limit, report.to_dict())
