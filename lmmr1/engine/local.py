@@ -285,7 +285,7 @@ def frozen_copy(model):
 def cosine_with_min_lr(optimizer, total_updates: int, warmup_ratio: float, min_lr_ratio: float):
     """Linear warm-up over ceil(warmup_ratio * total) updates, then cosine decay from lr to min_lr_ratio * lr.
 
-    lr(u) = lr * u / W                                             for u < W
+    lr(u) = lr * (u + 1) / (W + 1)                                 for u < W   (the first update is not at 0)
     lr(u) = lr * (m + (1 - m) * (1 + cos(pi * (u - W) / (N - W))) / 2)   otherwise
     """
     warmup = math.ceil(warmup_ratio * total_updates)

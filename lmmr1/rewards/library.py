@@ -11,7 +11,8 @@
 
 LMM-R1's reward (TideDra/lmm-r1 `openrlhf/models/remote_rm/math_verifier.py`): total = 0.5 x format +
 accuracy, in {0, 0.5, 1, 1.5}; the gold answer is `$`-wrapped when it does not start with `$`; the whole
-response is parsed by math-verify with boxed answers first (the rightmost box wins). Our choices where
+response is parsed by math-verify with boxed answers first (all boxes read together: two boxes are a tuple,
+so a self-correction with two boxes matches no single gold). Our choices where
 LMM-R1's code does something else (docs/rewards.md, "Deviations"):
   * an unparseable gold scores 0 with outcome "invalid" (LMM-R1: 1.0 "to skip the example", which under
     NGRPO's virtual max-reward sample would still produce gradients);
