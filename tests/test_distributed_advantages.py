@@ -178,3 +178,48 @@ def test_dropped_groups_get_no_advantage_not_even_the_kl_penalty(openrlhf_cpu):
             elif i // G == 0:
                 tokens = int(action_mask[i].sum())
                 assert exp.advantages[row, :tokens].ne(0).all()
+
+
+@pytest.mark.parametrize("kl_coef", [0.0, 0.05])
+def test_reinforce_baseline_whiten_tokens_is_upstreams_order(openrlhf_cpu, kl_coef):
+    """LMM-R1's FRE/MGT setting on the distributed engine: lmmr1's reinforce_baseline with whiten_tokens gives
+    OpenRLHF's own reinforce_baseline token advantages (r - mean, KL reward penalty, whitening over tokens,
+    responses of different lengths), not the per-response whitening of `whiten`."""
+    from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker
+
+    from lmmr1.distributed.experience_maker import LmmExperienceMaker
+
+    P, G = 4, 4
+    experiences, _, action_mask, _ = _experiences(P, G, seed=3)
+    args = _args("reinforce_baseline", G, {"whiten": False, "whiten_tokens": True})
+    upstream = _maker(RemoteExperienceMaker, args, kl_coef).compute_advantages_and_returns(copy.deepcopy(experiences))
+    ours = _maker(LmmExperienceMaker, args, kl_coef).compute_advantages_and_returns(copy.deepcopy(experiences))
+    for a, b in zip(upstream, ours):
+        mask = b.action_mask.bool()
+        torch.testing.assert_close(b.advantages[mask], a.advantages[mask].float(), atol=1e-5, rtol=1e-5)
+    per_response = _maker(LmmExperienceMaker, _args("reinforce_baseline", G), kl_coef).compute_advantages_and_returns(
+        copy.deepcopy(experiences))
+    assert any(not torch.allclose(a.advantages[a.action_mask.bool()], b.advantages[b.action_mask.bool()], atol=1e-3)
+               for a, b in zip(per_response, ours))  # lengths differ: the two orders disagree
+
+
+def test_whiten_tokens_leaves_dropped_groups_at_zero(openrlhf_cpu):
+    from lmmr1.distributed.experience_maker import LmmExperienceMaker
+
+    P, G = 4, 4
+    experiences, rewards, _, _ = _experiences(P, G, seed=4)
+    rewards[2] = 1.0  # all correct: dropped
+    rewards[0] = torch.tensor([1.0, 0.0, 0.5, 0.0])
+    for exp in experiences:
+        exp.rewards = rewards.reshape(-1)[exp.index].clone()
+    args = _args("reinforce_baseline", G, {"whiten": False, "whiten_tokens": True})
+    args.lmmr1.group_filter = "drop_all_correct"
+    args.lmmr1.estimator = "reinforce_baseline"
+    out = _maker(LmmExperienceMaker, args, 0.05).compute_advantages_and_returns(experiences)
+    kept_tokens = torch.cat([e.advantages[e.action_mask.bool() & e.info["lmmr1_group_kept"].bool()[:, None]]
+                             for e in out])
+    assert abs(float(kept_tokens.mean())) < 1e-5 and abs(float(kept_tokens.std(unbiased=False)) - 1) < 1e-4
+    for exp in out:
+        for row, i in enumerate(exp.index):
+            if i // G == 2:
+                assert not exp.advantages[row].any()

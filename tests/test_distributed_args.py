@@ -32,7 +32,7 @@ FRE_GOLDEN = [
     "--rollout.micro_batch_size 2",
     "--algo.advantage.estimator reinforce_baseline",
     "--lmmr1.estimator reinforce_baseline",
-    '--lmmr1.estimator_args {"whiten": true}',
+    '--lmmr1.estimator_args {"whiten": false, "whiten_tokens": true}',
     "--lmmr1.group_filter none",
     "--actor.eps_clip_low_high 0.2 0.2",
     "--actor.loss_agg_mode token-mean",

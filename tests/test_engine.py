@@ -190,6 +190,35 @@ def test_loss_metrics_do_not_depend_on_the_micro_batch_size(tmp_path):
         assert rows[1][key] == pytest.approx(rows[8][key], rel=1e-4, abs=1e-6), key
 
 
+def test_lmm_r1_advantage_path_runs_in_the_engine(tmp_path, monkeypatch):
+    """LMM-R1's stage setting (reinforce_baseline with whiten_tokens, k1 KL in the reward) through the loop: the
+    trained token advantages are whitened over the step's tokens (mean 0, variance 1 over every token)."""
+    seen = []
+    real = local.response_token_advantages
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.append(torch.cat(out))
+        return out
+
+    monkeypatch.setattr(local, "response_token_advantages", spy)
+    from lmmr1.rewards.base import RewardResult
+
+    def by_length(reward_fn, texts, records):  # rewards that differ within groups (the random model earns none)
+        return [RewardResult(float(len(t) % 3), {}, "correct" if len(t) % 3 else "wrong") for t in texts]
+
+    monkeypatch.setattr(local, "score_batch", by_length)
+    data = write_dataset(tmp_path / "data")
+    cfg = make_config(tmp_path, data, "hf", data={"eval_files": []}, train={"steps": 1, "save_every": 5},
+                      algorithm={"estimator": "reinforce_baseline", "kl_coef": 0.01, "kl_mode": "reward",
+                                 "kl_estimator": "k1",
+                                 "estimator_args": {"whiten": False, "whiten_tokens": True}})
+    (row,) = read_metrics(local.run(cfg))
+    assert row["train/nonfinite_step"] == 0 and row["train/updates"] == 2
+    (tokens,) = seen
+    assert abs(float(tokens.mean())) < 1e-5 and abs(float(tokens.var(unbiased=False)) - 1) < 1e-3
+
+
 RESUME_SCRIPT = """
 import json, sys
 from lmmr1.config import RunConfig, from_dict

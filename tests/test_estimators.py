@@ -435,6 +435,31 @@ def test_lmm_r1_pipeline_with_kl_in_the_reward_matches_openrlhf(openrlhf_cpu, na
     assert not torch.allclose(ours[mask], kl_penalized_advantages(A.reshape(-1), kl, mask, 0.0)[mask], atol=1e-3)
 
 
+@pytest.mark.parametrize("kl_coef", [0.0, 0.05])
+def test_local_engine_token_advantages_with_whiten_tokens_match_openrlhf(openrlhf_cpu, kl_coef: float) -> None:
+    """The single-device engine's path for LMM-R1's configs (reinforce_baseline, whiten_tokens, KL in the
+    reward): `response_token_advantages` on the estimator's output equals OpenRLHF's token advantages."""
+    from lmmr1.engine.local import response_token_advantages
+
+    gen = torch.Generator().manual_seed(11)
+    P, G, T = 3, 4, 9
+    rewards = (torch.rand(P, G, generator=gen) < 0.5).float() * 1.5
+    lengths = torch.randint(1, T + 1, (P * G,), generator=gen)
+    mask = torch.arange(T).unsqueeze(0) < lengths.unsqueeze(1)  # [N, T]
+    kl = torch.rand(P * G, T, generator=gen) * 0.5 * mask  # [N, T]
+    config = get_estimator("reinforce_baseline").make_config(whiten=False, whiten_tokens=True)
+    A, _ = get_estimator("reinforce_baseline")(rewards, None, config)  # [P, G]: r - mean
+    ours = response_token_advantages(A.reshape(-1), lengths.tolist(), [kl[i, :n] for i, n in enumerate(lengths)],
+                                     kl_coef, whiten_tokens=True)
+    theirs = openrlhf_token_advantages("reinforce_baseline", rewards, seed=11, action_mask=mask, kl=kl, kl_coef=kl_coef)
+    torch.testing.assert_close(torch.cat(ours), theirs[mask], atol=1e-5, rtol=1e-5)
+
+
+def test_whiten_and_whiten_tokens_exclude_each_other() -> None:
+    with pytest.raises(ValueError, match="exclude each other"):
+        ReinforceBaselineConfig(whiten=True, whiten_tokens=True)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Properties over random group sizes, reward values and outcome mixes.
 # ---------------------------------------------------------------------------------------------------------

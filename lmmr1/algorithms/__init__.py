@@ -22,6 +22,7 @@ from lmmr1.algorithms.estimators import (
     get_estimator,
     register_estimator,
     ucpo_gamma,
+    whitens_tokens,
 )
 from lmmr1.algorithms.filters import (
     FILTERS,
@@ -77,4 +78,5 @@ __all__ = [
     "register_filter",
     "ucpo_gamma",
     "whiten_token_advantages",
+    "whitens_tokens",
 ]

@@ -39,12 +39,13 @@ Convention choices, each a config field where the sources disagree:
   samples' d is exactly 0), so an all-r_max group gives exactly 0. r_max is first rounded to the rewards'
   dtype (0.7 in float32 is 0.69999999), so a float32 reward equal to float32(r_max) is the maximum. Rewards
   above r_max are an error: the virtual sample must be the task's maximum, not the group's.
-* reinforce_baseline whitens with equal weight per response. OpenRLHF whitens per token, i.e. weights each
-  response by its length, and after adding the KL reward penalty; the two agree when all responses have
-  the same length and there is no KL in the reward. For OpenRLHF's exact order (LMM-R1's FRE/MGT runs put
-  KL in the reward), use whiten=False, then `policy_loss.kl_penalized_advantages`, then
-  `policy_loss.whiten_token_advantages`. It is a batch statistic: filter groups before calling it
-  (`estimate_kept_groups`, as both engines do).
+* reinforce_baseline with `whiten` whitens with equal weight per response. OpenRLHF whitens per token, i.e.
+  weights each response by its length, and after adding the KL reward penalty; the two agree when all
+  responses have the same length and there is no KL in the reward. `whiten_tokens` is OpenRLHF's exact
+  order (LMM-R1's FRE/MGT runs put KL in the reward; their stage configs use it): the estimator returns
+  r - mean, then both engines apply `policy_loss.kl_penalized_advantages` and
+  `policy_loss.whiten_token_advantages` over the kept responses. It is a batch statistic: filter groups
+  before calling it (`estimate_kept_groups`, as both engines do).
 * w_reinforce: "correct" is outcome CORRECT when outcomes are given, else reward >= `correct_reward`;
   every other response (wrong, uncertain, invalid) gets -1, the NGRPO repo's 0/1 implementation
   (`compute_psr_nsr_outcome_advantage`, 'weighted': lam * r for r = 1, r - 1 for r = 0).
@@ -114,6 +115,11 @@ class Estimator:
         if unknown:
             raise TypeError(f"{self.name}: unknown config key(s) {unknown}; valid keys: {names}")
         return self.config_cls(**overrides)
+
+
+def whitens_tokens(config: Any) -> bool:
+    """Whether the engine whitens token advantages after the KL penalty (reinforce_baseline's whiten_tokens)."""
+    return bool(getattr(config, "whiten_tokens", False))
 
 
 def estimate_kept_groups(
@@ -239,12 +245,19 @@ class ReinforceBaselineConfig:
     """REINFORCE++-baseline: group-mean baseline, then whitening over the whole batch."""
 
     whiten: bool = True
-    """Whiten over all P * G responses (OpenRLHF always does for reinforce_baseline)."""
+    """Whiten over all P * G responses here, each response weighted equally (before any KL penalty)."""
+    whiten_tokens: bool = False
+    """Instead, OpenRLHF's order (LMM-R1's runs): the estimator returns r - mean; the engine adds the KL reward
+    penalty and then whitens over every response token of the batch (`policy_loss.whiten_token_advantages`),
+    long responses weighing more. Excludes `whiten`."""
     whiten_var_eps: float = 1e-8
     """Lower clamp on the batch variance, under the root: rsqrt(max(var, eps)), as in OpenRLHF."""
 
     def __post_init__(self) -> None:
         _check_eps("reinforce_baseline", whiten_var_eps=self.whiten_var_eps)
+        if self.whiten and self.whiten_tokens:
+            raise ValueError("reinforce_baseline: whiten (per response, here) and whiten_tokens (per token, after the "
+                             "KL penalty, in the engine) exclude each other; set whiten=false with whiten_tokens=true")
 
 
 @register_estimator("reinforce_baseline", ReinforceBaselineConfig)

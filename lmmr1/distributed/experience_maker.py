@@ -10,7 +10,8 @@
     4. per token: the scalar on the last action token minus kl_coef * KL (`compute_reward`, clipped to
        `--reward.clip_range`), cumulative returns with gamma = 1, advantages = returns (upstream's path for
        its group estimators);
-    5. no global whitening (lmmr1's `reinforce_baseline` whitens inside the estimator when configured).
+    5. no global whitening, except reinforce_baseline with `whiten_tokens`: upstream's whitening over every
+       action token of the kept samples (`whiten` instead whitens per response inside the estimator).
 
 Outcome labels (UCPO, `w_reinforce`, outcome-aware filters) travel from the reward through `extra_logs`:
 lmmr1's `reward_func` logs the indicators `reward_correct`, `reward_wrong`, `reward_uncertain`,
@@ -31,7 +32,10 @@ import json
 import torch
 from openrlhf.trainer.ppo_utils.experience_maker import RemoteExperienceMaker, apply_length_penalties, compute_reward
 
-from lmmr1.algorithms import FilterConfig, Outcome, estimate_kept_groups, get_estimator, get_filter, group_composition
+from lmmr1.algorithms import (
+    FilterConfig, Outcome, estimate_kept_groups, get_estimator, get_filter, group_composition, whiten_token_advantages,
+    whitens_tokens,
+)
 
 OUTCOME_KEYS = {"reward_correct": Outcome.CORRECT, "reward_wrong": Outcome.WRONG,
                 "reward_uncertain": Outcome.UNCERTAIN, "reward_invalid": Outcome.INVALID}
@@ -122,4 +126,19 @@ class LmmExperienceMaker(RemoteExperienceMaker):
             experience.info["return"] = reward.sum(dim=-1)
             experience.info["lmmr1_group_kept"] = group_kept.float()
             experience.kl = None
+
+        # 5. reinforce_baseline's whiten_tokens: upstream's whitening over every action token, of kept groups.
+        if whitens_tokens(config):
+            whiten_kept_tokens(experiences)
         return experiences
+
+
+def whiten_kept_tokens(experiences) -> None:
+    """A <- (A - mean) * rsqrt(max(var, 1e-8)) over the action tokens of every kept sample of the batch
+    (OpenRLHF's reinforce_baseline normalisation; dropped groups stay at 0 and out of the statistics)."""
+    masks = [e.action_mask.bool() & e.info["lmmr1_group_kept"].bool()[:, None] for e in experiences]
+    flat = whiten_token_advantages(torch.cat([e.advantages.flatten() for e in experiences])[None],
+                                   torch.cat([m.flatten() for m in masks])[None])[0]
+    for experience, mask, values in zip(experiences, masks, flat.split([m.numel() for m in masks])):
+        whitened = values.view_as(mask).to(experience.advantages.dtype)
+        experience.advantages = torch.where(mask, whitened, experience.advantages)  # returns stay as they are

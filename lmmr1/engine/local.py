@@ -35,7 +35,7 @@ import torch
 
 from lmmr1.algorithms import (
     FilterConfig, PolicyLossConfig, estimate_kept_groups, get_estimator, get_filter, group_composition, kl_estimate,
-    kl_penalized_advantages, outcomes_to_tensor, policy_loss,
+    kl_penalized_advantages, outcomes_to_tensor, policy_loss, whiten_token_advantages, whitens_tokens,
 )
 from lmmr1.config import RunConfig, to_dict
 from lmmr1.data.images import ImageConfig
@@ -147,7 +147,8 @@ def run(cfg: RunConfig, backend=None) -> Path:
         # 7d. PPO epochs over micro-batches, gradient accumulation, clip, optimizer, schedule.
         with timer("train"):
             train_metrics = ppo_update(policy, reference, optimizer, scheduler, prompts, flat, sequence_advantages,
-                                       keep.repeat_interleave(G), loss_config, cfg, processor, master)
+                                       keep.repeat_interleave(G), loss_config, cfg, processor, master,
+                                       whiten_tokens=whitens_tokens(estimator_config))
 
         # 7e. Push the new weights into the rollout engine (caches of old weights reset).
         if train_metrics["train/updates"] > 0:
@@ -339,7 +340,7 @@ def resume_from(checkpoint: Path, policy, optimizer, scheduler, train_prompts: P
 
 
 def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advantages, trained, loss_config, cfg,
-               processor, master: MasterWeights | None = None) -> dict[str, float]:
+               processor, master: MasterWeights | None = None, whiten_tokens: bool = False) -> dict[str, float]:
     """PPO epochs over the rollout batch: mini-batches (one optimizer step each) of micro-batches (one
     forward/backward each, gradients accumulated). Returns `train/` metrics. With `master` (a bf16 policy),
     the optimizer steps the fp32 master weights, which are then rounded into the policy.
@@ -367,16 +368,14 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
                 for row, i in enumerate(chunk):
                     ref_logprobs[i] = rlp[row][batch["action_mask"][row].bool()]
 
-    # Per-token advantages: the sequence's advantage on every token, or, with the KL as a reward penalty
-    # (kl_mode="reward"), A_t = A - kl_coef * sum_{t' >= t} KL_t' with KL from the rollout policy vs reference.
-    token_advantages = {}
-    for i in order:
-        A = advantages[i].reshape(1).float()  # [1]
-        if loss_config.kl_mode == "reward":
-            kl = kl_estimate(old_logprobs[i].cpu(), ref_logprobs[i].cpu(), loss_config.kl_estimator)[None]  # [1, L]
-            token_advantages[i] = kl_penalized_advantages(A, kl, torch.ones_like(kl), loss_config.kl_coef)[0]
-        else:
-            token_advantages[i] = A.expand(len(samples[i].response_ids))
+    # Per-token advantages: the sequence's advantage on every token; with the KL as a reward penalty
+    # (kl_mode="reward", KL of the rollout policy vs the reference) its reward-to-go; whitened over the
+    # batch's tokens when the estimator asks for OpenRLHF's order (whiten_tokens).
+    kl = None
+    if loss_config.kl_mode == "reward":
+        kl = [kl_estimate(old_logprobs[i].cpu(), ref_logprobs[i].cpu(), loss_config.kl_estimator) for i in order]
+    token_advantages = dict(zip(order, response_token_advantages(
+        advantages[order], [len(samples[i].response_ids) for i in order], kl, loss_config.kl_coef, whiten_tokens)))
 
     stats = StepStats()
     n_updates, grad_norms, train_tokens, nonfinite = 0, [], 0.0, False
@@ -431,6 +430,26 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
     if grad_norms:
         metrics["train/grad_norm"] = sum(grad_norms) / len(grad_norms)
     return metrics
+
+
+def response_token_advantages(advantages: torch.Tensor, lengths: list[int], kl: list[torch.Tensor] | None,
+                              kl_coef: float, whiten_tokens: bool) -> list[torch.Tensor]:
+    """Token advantages of B responses from their scalar advantages [B] (lengths L_i >= 1, KL [L_i] each):
+
+        A_t = A - kl_coef * sum_{t' >= t} KL_t'             (with `kl`: the KL as a reward penalty, gamma 1)
+        A_t <- (A_t - mean) * rsqrt(max(var, 1e-8))         over all tokens of the B responses (whiten_tokens)
+
+    -> [A_1 [L_1], ..., A_B [L_B]]: OpenRLHF's compute_reward + cumulative returns (+ its reinforce_baseline
+    whitening), on the responses the step trains."""
+    B, T = len(lengths), max(lengths)
+    mask = torch.arange(T)[None, :] < torch.tensor(lengths)[:, None]  # [B, T]
+    kl_padded = torch.zeros(B, T)  # [B, T]
+    for row, values in enumerate(kl or []):
+        kl_padded[row, : len(values)] = values
+    token_A = kl_penalized_advantages(advantages.float().cpu(), kl_padded, mask, kl_coef if kl else 0.0)  # [B, T]
+    if whiten_tokens:
+        token_A = whiten_token_advantages(token_A, mask)
+    return [token_A[row, :n] for row, n in enumerate(lengths)]
 
 
 class StepStats:
