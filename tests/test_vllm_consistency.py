@@ -30,12 +30,23 @@ IMAGE_SIZES = {
 def _text_only_sampling(processor, max_tokens: int = 12, seed: int = 0):
     """Sampling that never emits a vision pad token (the random tiny model sometimes would: a generated
     pad has no pixels behind it and breaks the HF forward; lmmr1's rollout backends cut responses there).
-    vLLM reports raw log-probs (before this masking), so they stay comparable with the HF forward."""
+    lmmr1's engine reports processed log-probs (of the distribution sampled from), so vLLM's are those of
+    the distribution without them: compare with `_hf_token_logprobs(..., banned=_banned(processor, model))`."""
     from vllm import SamplingParams
 
-    pads = {processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")}
+    pads = _pads(processor)
     allowed = [i for i in range(len(processor.tokenizer)) if i not in pads]
     return SamplingParams(max_tokens=max_tokens, temperature=1.0, logprobs=0, seed=seed, allowed_token_ids=allowed)
+
+
+def _pads(processor) -> set[int]:
+    return {processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>")}
+
+
+def _banned(processor, model) -> set[int]:
+    """What `_text_only_sampling` never draws: the vision pads and the model's padded vocabulary rows."""
+    vocab = model.get_output_embeddings().weight.shape[0]
+    return _pads(processor) | set(range(len(processor.tokenizer), vocab))
 
 
 def _image(width: int, height: int, seed: int) -> Image.Image:
@@ -58,8 +69,10 @@ def hf(tiny_model_dir):
     return processor, model
 
 
-def _hf_token_logprobs(model, inputs, response_ids: list[int], with_token_types: bool = True) -> torch.Tensor:
-    """log pi(y_t | x, y_<t) for each response token, from one plain HF forward over prompt + response."""
+def _hf_token_logprobs(model, inputs, response_ids: list[int], with_token_types: bool = True,
+                       banned: set[int] = frozenset()) -> torch.Tensor:
+    """log pi(y_t | x, y_<t) for each response token, from one plain HF forward over prompt + response
+    (renormalised without the `banned` tokens, as a sampler that never draws them)."""
     prompt_len = inputs["input_ids"].shape[1]
     input_ids = torch.cat([inputs["input_ids"], torch.tensor([response_ids])], dim=1)  # [1, T]
     extra = {}
@@ -73,7 +86,9 @@ def _hf_token_logprobs(model, inputs, response_ids: list[int], with_token_types:
             image_grid_thw=inputs["image_grid_thw"],
             **extra,
         ).logits.float()  # [1, T, V]
-    logprobs = torch.log_softmax(logits[0, prompt_len - 1 : -1], dim=-1)  # [R, V]
+    logits = logits[0, prompt_len - 1 : -1]  # [R, V]
+    logits[:, sorted(banned)] = float("-inf")
+    logprobs = torch.log_softmax(logits, dim=-1)  # [R, V]
     return logprobs.gather(-1, torch.tensor(response_ids)[:, None])[:, 0]  # [R]
 
 
@@ -100,7 +115,7 @@ def test_prompt_tokens_and_logprobs_match(tiny_vllm, hf, sizes):
     sample = out.outputs[0]
     response_ids = list(sample.token_ids)
     vllm_logprobs = torch.tensor([lp[tok].logprob for tok, lp in zip(response_ids, sample.logprobs)])
-    hf_logprobs = _hf_token_logprobs(model, inputs, response_ids)
+    hf_logprobs = _hf_token_logprobs(model, inputs, response_ids, banned=_banned(processor, model))
     assert torch.allclose(hf_logprobs, vllm_logprobs, atol=1e-4), (hf_logprobs - vllm_logprobs).abs().max()
 
     # lmmr1's own trainer forward (lmmr1.models.forward) gives the same numbers.
@@ -110,7 +125,8 @@ def test_prompt_tokens_and_logprobs_match(tiny_vllm, hf, sizes):
     encoded = encode_prompt(processor, [{"role": "user", "content": [{"type": "image"}] * len(images) + [
         {"type": "text", "text": "How many shapes are in the image?"}]}], images)
     assert encoded.prompt_ids == hf_ids
-    assert torch.allclose(response_logprobs(model, encoded, response_ids), vllm_logprobs, atol=1e-4)
+    raw = _hf_token_logprobs(model, inputs, response_ids)  # the trainer's distribution: nothing banned
+    assert torch.allclose(response_logprobs(model, encoded, response_ids), raw, atol=1e-5)
 
 
 def test_forward_without_token_types_uses_wrong_positions(tiny_vllm, hf):
@@ -123,8 +139,9 @@ def test_forward_without_token_types_uses_wrong_positions(tiny_vllm, hf):
                                 _text_only_sampling(processor), use_tqdm=False)
     ids = list(out.outputs[0].token_ids)
     vllm_logprobs = torch.tensor([lp[tok].logprob for tok, lp in zip(ids, out.outputs[0].logprobs)])
-    right = (_hf_token_logprobs(model, inputs, ids) - vllm_logprobs).abs().max()
-    wrong = (_hf_token_logprobs(model, inputs, ids, with_token_types=False) - vllm_logprobs).abs().max()
+    banned = _banned(processor, model)
+    right = (_hf_token_logprobs(model, inputs, ids, banned=banned) - vllm_logprobs).abs().max()
+    wrong = (_hf_token_logprobs(model, inputs, ids, with_token_types=False, banned=banned) - vllm_logprobs).abs().max()
     assert right < 1e-4 < 1e-3 < wrong, (right, wrong)
 
 
