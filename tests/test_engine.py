@@ -219,6 +219,41 @@ def test_lmm_r1_advantage_path_runs_in_the_engine(tmp_path, monkeypatch):
     assert abs(float(tokens.mean())) < 1e-5 and abs(float(tokens.var(unbiased=False)) - 1) < 1e-3
 
 
+def test_lr_schedule_follows_the_steps_when_updates_are_skipped(tmp_path):
+    """Every group all-wrong and dropped (drop_homogeneous): no update is taken, yet after 2 steps the schedule
+    stands where 2 steps x 2 updates put it (the cosine does not fall behind the run)."""
+    from lmmr1.engine.checkpoint import load_trainer_state
+
+    data = write_dataset(tmp_path / "data", answer="unreachable-answer-xyz")
+    cfg = make_config(tmp_path, data, "hf", data={"eval_files": []}, algorithm={"group_filter": "drop_homogeneous"},
+                      train={"steps": 2, "save_every": 2})
+    rows = read_metrics(local.run(cfg))
+    assert [r["train/updates"] for r in rows] == [0.0, 0.0]
+    state = load_trainer_state(list_checkpoints(Path(cfg.train.run_dir))[-1])
+    assert state["scheduler"]["last_epoch"] == 4
+
+
+def test_tensorboard_forgets_the_steps_a_resume_replays(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from lmmr1.engine.logging import MetricsLogger
+
+    logger = MetricsLogger(tmp_path)
+    for step in (1, 2, 3):
+        logger.log(step, {"train/x": float(step)})
+    logger.close()
+    logger = MetricsLogger(tmp_path)  # the resumed run: its checkpoint is step 1
+    logger.truncate_after(1)
+    for step in (2, 3):
+        logger.log(step, {"train/x": 10.0 * step})
+    logger.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/x")] == [(1, 1.0), (2, 20.0), (3, 30.0)]
+    assert [json.loads(line)["train/x"] for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [
+        1.0, 20.0, 30.0]
+
+
 RESUME_SCRIPT = """
 import json, sys
 from lmmr1.config import RunConfig, from_dict

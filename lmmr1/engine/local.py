@@ -150,6 +150,11 @@ def run(cfg: RunConfig, backend=None) -> Path:
                                        keep.repeat_interleave(G), loss_config, cfg, processor, master,
                                        whiten_tokens=whitens_tokens(estimator_config))
 
+        # The LR schedule follows the steps: updates this step did not take (fewer trained responses than
+        # updates_per_step, every group filtered out, a stopped step) still advance it.
+        for _ in range(cfg.optim.ppo_epochs * cfg.optim.updates_per_step - int(train_metrics["train/updates"])):
+            scheduler.step()
+
         # 7e. Push the new weights into the rollout engine (caches of old weights reset).
         if train_metrics["train/updates"] > 0:
             with timer("push"):

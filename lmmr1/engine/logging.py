@@ -14,11 +14,15 @@ class MetricsLogger:
     def __init__(self, run_dir: Path, tensorboard: bool = True):
         self.path = Path(run_dir) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.writer = None
-        if tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        self.tensorboard_dir = Path(run_dir) / "tensorboard" if tensorboard else None
+        self.writer = self._writer()
 
-            self.writer = SummaryWriter(str(Path(run_dir) / "tensorboard"))
+    def _writer(self, purge_step: int | None = None):
+        if self.tensorboard_dir is None:
+            return None
+        from torch.utils.tensorboard import SummaryWriter
+
+        return SummaryWriter(str(self.tensorboard_dir), purge_step=purge_step)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         clean = {k: (float(v) if isinstance(v, (int, float)) else v) for k, v in metrics.items()}
@@ -31,7 +35,11 @@ class MetricsLogger:
             self.writer.flush()
 
     def truncate_after(self, step: int) -> None:
-        """On resume: drop lines of steps after the checkpoint (they were not saved) so the log is one run."""
+        """On resume: drop lines of steps after the checkpoint (they were not saved) so the log is one run;
+        TensorBoard is told the same (its readers discard the earlier run's events from step + 1 on)."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = self._writer(purge_step=step + 1)
         if not self.path.exists():
             return
         lines = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
