@@ -41,3 +41,11 @@ def test_football_action_reward_weights_format_and_action_value():
     result = composite(strict, record)
     assert result.outcome == "correct" and result.total == pytest.approx(1.5)
     assert composite("<answer>nonsense</answer>", record).outcome == "invalid"
+
+
+@pytest.mark.parametrize("name, needs", [("football_action", "action_values / best_actions"),
+                                         ("sokoban_plan", "level")])
+def test_a_record_without_the_games_meta_names_the_field_and_its_pipeline(name, needs):
+    record = _record({"difficulty": 1})  # e.g. a math record routed to a game reward by mistake
+    with pytest.raises(ValueError, match=f"meta has no {needs}.*data_pipelines"):
+        get_reward(name)("<think>t</think><answer>action_shot</answer>", record)

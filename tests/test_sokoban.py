@@ -259,3 +259,16 @@ def test_episode_limits():
     env.reset({"meta": {"seed": 4}})  # a level generated from the seed (preset small-v0)
     assert env.level.to_rows() == generate_level(4).to_rows()
     assert [env.step("nothing")[2] for _ in range(2)] == [False, True]
+
+
+def test_a_level_without_walls_keeps_the_player_and_boxes_on_the_board():
+    from lmmr1.envs.sokoban import MOVES, push
+
+    level = Level.from_rows(["@$."])
+    for move in ("left", "up", "down"):
+        after, moved, _ = push(level, MOVES[move])
+        assert not moved and after.player == (0, 0)
+    level, moved, pushed = push(level, MOVES["right"])
+    assert moved and pushed and level.solved and level.to_rows() == [" @*"]
+    after, moved, _ = push(level, MOVES["right"])  # the box would leave the board
+    assert not moved and after.boxes == level.boxes

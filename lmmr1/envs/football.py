@@ -540,6 +540,10 @@ def action_choice_reward(response_text: str, record: Any) -> ActionChoiceScore:
     its record holds: action_value = (v(a) - min v) / (max v - min v), 1 for a best action; no parsable
     action scores 0 ("invalid"). The format of the reply is left to the composing reward."""
     meta = record_meta(record)
+    missing = [key for key in ("action_values", "best_actions") if key not in meta]
+    if missing:
+        raise ValueError(f"football action reward: the record's meta has no {' / '.join(missing)} (source "
+                         f"{getattr(record, 'source', '?')!r}); it scores records of data_pipelines.football_tasks")
     values: Mapping[str, float] = meta["action_values"]
     action = parse_action(response_text)
     if action is None:

@@ -165,6 +165,11 @@ class Level:
     def solved(self) -> bool:
         return self.boxes == self.targets
 
+    def blocks(self, cell: Cell) -> bool:
+        """A wall, or off the board (a level need not be enclosed by walls)."""
+        r, c = cell
+        return cell in self.walls or not (0 <= r < self.shape[0] and 0 <= c < self.shape[1])
+
 
 def push(level: Level, move: Cell) -> tuple[Level, bool, bool]:
     """One action (gym-sokoban `_push`, falling back to `_move`): push the box in front if the cell behind it
@@ -172,10 +177,10 @@ def push(level: Level, move: Cell) -> tuple[Level, bool, bool]:
     (r, c), (dr, dc) = level.player, move
     front, behind = (r + dr, c + dc), (r + 2 * dr, c + 2 * dc)
     if front in level.boxes:
-        if behind in level.walls or behind in level.boxes:
+        if level.blocks(behind) or behind in level.boxes:
             return level, False, False
         return level.with_state(front, (level.boxes - {front}) | {behind}), True, True
-    if front in level.walls:
+    if level.blocks(front):
         return level, False, False
     return level.with_state(front, level.boxes), True, False
 
@@ -509,7 +514,11 @@ def plan_reward(response_text: str, level: Level) -> PlanReward:
 def sokoban_plan_reward(response_text: str, record: Any) -> PlanReward:
     """`plan_reward` on the level of a record (`meta["level"]`): the `(response_text, record) -> result`
     shape of lmmr1's rewards."""
-    return plan_reward(response_text, Level.from_rows(record_meta(record)["level"]))
+    meta = record_meta(record)
+    if "level" not in meta:
+        raise ValueError(f"sokoban_plan reward: the record's meta has no level (source "
+                         f"{getattr(record, 'source', '?')!r}); it scores records of data_pipelines.sokoban_tasks")
+    return plan_reward(response_text, Level.from_rows(meta["level"]))
 
 
 # ------------------------------------------------------------------------------------- the interactive env
