@@ -9,7 +9,10 @@ Each record becomes one row that OpenRLHF's `PromptDataset` reads with
                 string and list contents fails to load), and so that OpenRLHF's `<image>`-tag splitting of
                 string contents never touches our text.
     images      absolute paths (symlinks resolved), in placeholder order: OpenRLHF opens them in the
-                rollout actors, so they must be reachable from every node.
+                rollout actors, so they must be reachable from every node. An image with transparency
+                is replaced by a flattened copy (onto white, as lmmr1's loader composites it) under
+                `flattened_images/` beside the output: OpenRLHF's processor would drop the alpha channel
+                instead, and the two engines would see different pixels.
     answer      the gold answer.
     label       {"answer": ..., "meta": {...}} as a JSON string: the label lmmr1's reward_func receives
                 (`--data.label_key label`), so rewards that read the record's meta (football, Sokoban) work
@@ -27,10 +30,13 @@ image is missing, corrupt or outside its dataset root is rejected and counted.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from PIL import Image
 
 from data_pipelines._common import (
     ConversionReport,
@@ -42,7 +48,7 @@ from data_pipelines._common import (
     write_jsonl,
     write_report,
 )
-from lmmr1.data.images import ImageConfig, load_image, resolve_image_path
+from lmmr1.data.images import ImageConfig, load_image, resolve_image_path, to_rgb
 from lmmr1.data.records import Record, validate_record
 
 OPENRLHF_FLAGS = (
@@ -50,8 +56,35 @@ OPENRLHF_FLAGS = (
 )
 
 
-def record_to_openrlhf(record: Record, root: str | Path) -> dict[str, Any]:
-    """One record -> one OpenRLHF prompt row (image paths made absolute against dataset `root`)."""
+def has_transparency(image: Image.Image) -> bool:
+    """Whether an opened image carries an alpha channel or a transparent palette entry (header only)."""
+    return image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info)
+
+
+def flattened_copy(path: Path, out_dir: Path) -> Path:
+    """`path` composited onto white (`lmmr1.data.images.to_rgb`) as an RGB PNG in `out_dir`, named by the
+    source's content hash (written once, atomically); `path` itself when it has no transparency, or when it
+    cannot be opened (with --no-check-images nothing vouches for it: OpenRLHF skips it with a warning)."""
+    try:
+        image = Image.open(path)
+    except OSError:
+        return path
+    with image:
+        if not has_transparency(image):
+            return path
+        data = path.read_bytes()
+        target = out_dir / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+        if not target.exists():
+            out_dir.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_suffix(f".tmp{os.getpid()}")
+            to_rgb(image).save(tmp, format="PNG")
+            tmp.replace(target)
+    return target.resolve()
+
+
+def record_to_openrlhf(record: Record, root: str | Path, flattened_dir: Path | None = None) -> dict[str, Any]:
+    """One record -> one OpenRLHF prompt row (image paths made absolute against dataset `root`; with
+    `flattened_dir`, transparent images replaced by their flattened copies there)."""
     messages = []
     for message in record.messages:
         content = message["content"]
@@ -59,7 +92,8 @@ def record_to_openrlhf(record: Record, root: str | Path) -> dict[str, Any]:
         messages.append({"role": message["role"], "content": items})
     return {
         "messages": messages,
-        "images": [str(resolve_image_path(ref, root)) for ref in record.images],
+        "images": [str(resolve_image_path(ref, root) if flattened_dir is None else
+                       flattened_copy(resolve_image_path(ref, root), flattened_dir)) for ref in record.images],
         "answer": record.answer,
         "label": json.dumps({"answer": record.answer, "meta": record.meta}, ensure_ascii=False, sort_keys=True),
         "datasource": record.source or "default",
@@ -102,7 +136,7 @@ def convert_records_file(
             from lmmr1.rollout.prompts import encode_prompt
 
             encode_prompt(processor, record.messages, images, max_prompt_len=max_prompt_len)
-        return record_to_openrlhf(record, root)
+        return record_to_openrlhf(record, root, output_path.parent / "flattened_images")
 
     rows = convert_rows(read_jsonl_rows(input_path, report), to_row, report, progress=progress,
                         total=count_lines(input_path) if progress else None, desc=input_path.name)

@@ -403,3 +403,31 @@ def test_prompt_length_check_sizes_images_as_the_processor_does(tiny_model_dir, 
         report = to_openrlhf.convert_records_file(tmp_path / "r.jsonl", tmp_path / "out.jsonl", processor=processor,
                                                   max_prompt_len=limit)
         assert report.kept == kept, (limit, report.to_dict())
+
+
+def test_transparent_images_reach_openrlhf_flattened_as_lmmr1_loads_them(tmp_path, openrlhf_cpu):
+    """A transparent PNG (black under alpha 0): lmmr1's loader composites it onto white; OpenRLHF's loader and
+    processor would drop the alpha (black). The converted row points at a flattened copy, so both engines see
+    the same pixels; an opaque image keeps its own path."""
+    import numpy as np
+    from openrlhf.utils.vlm_utils import load_images
+    from transformers.image_transforms import convert_to_rgb
+
+    pixels = np.zeros((56, 56, 4), dtype=np.uint8)
+    pixels[:28, :, :] = (200, 30, 30, 255)  # the top half opaque red, the bottom half transparent black
+    Image.fromarray(pixels, "RGBA").save(tmp_path / "clear.png")
+    Image.new("RGB", (56, 56), "blue").save(tmp_path / "opaque.png")
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "image"}, {"type": "text", "text": "?"}]}]
+    (tmp_path / "r.jsonl").write_text(json.dumps({"messages": messages, "images": ["clear.png", "opaque.png"],
+                                                  "answer": "1"}) + "\n")
+    report = to_openrlhf.convert_records_file(tmp_path / "r.jsonl", tmp_path / "out" / "rows.jsonl")
+    assert report.kept == 1
+    (row,) = [json.loads(line) for line in (tmp_path / "out" / "rows.jsonl").read_text().splitlines()]
+    flattened, opaque = row["images"]
+    assert opaque == str((tmp_path / "opaque.png").resolve())
+    assert flattened.startswith(str((tmp_path / "out" / "flattened_images").resolve()))
+    theirs = np.asarray(convert_to_rgb(load_images([flattened])[0]))  # OpenRLHF's loader, the processor's RGB
+    ours = np.asarray(load_image("clear.png", tmp_path, ImageConfig(resize=False)))
+    assert (theirs == ours).all() and tuple(ours[50, 10]) == (255, 255, 255)
+    unflattened = np.asarray(convert_to_rgb(load_images([str(tmp_path / "clear.png")])[0]))
+    assert tuple(unflattened[50, 10]) == (0, 0, 0)  # what OpenRLHF would have seen
