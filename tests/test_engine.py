@@ -106,6 +106,28 @@ def test_vllm_engine_trains_with_image_prompts(tmp_path, shared_vllm_backend):
     assert any("visual" in n for n in changed) and any("language_model" in n for n in changed)
 
 
+def test_an_unusable_record_is_counted_once_over_epochs_and_a_resume(tmp_path, tiny_model_dir):
+    """Three passes over a dataset with a missing and a corrupt image: each is counted once, not per visit;
+    the set of unusable rows travels in the data state, so a resumed stream does not count them again."""
+    from transformers import AutoProcessor
+
+    from lmmr1.data.images import ImageConfig
+    from lmmr1.engine.data import PromptSource
+
+    data = write_dataset(tmp_path / "data", n=6)
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    source = PromptSource([str(data)], processor, ImageConfig.from_processor(processor), 4096, seed=0)
+    assert len(source.rows) == 8  # 6 good rows + 2 bad images (the malformed row never became a row)
+    source.take(6 * 3)
+    assert source.epoch >= 2
+    assert source.metrics() == {"data/skipped_image_corrupt": 1.0, "data/skipped_image_missing": 1.0,
+                                "data/skipped_malformed_row": 1.0}
+    resumed = PromptSource([str(data)], processor, ImageConfig.from_processor(processor), 4096, seed=0)
+    resumed.load_state(source.state())
+    resumed.take(6 * 2)
+    assert resumed.metrics() == source.metrics()
+
+
 def test_hf_engine_freezes_vision_tower(tmp_path):
     data = write_dataset(tmp_path / "data")
     # NGRPO: a gradient even when the untrained model gets every answer wrong (see the next test).
@@ -226,9 +248,11 @@ def test_lr_schedule_follows_the_steps_when_updates_are_skipped(tmp_path):
 
     data = write_dataset(tmp_path / "data", answer="unreachable-answer-xyz")
     cfg = make_config(tmp_path, data, "hf", data={"eval_files": []}, algorithm={"group_filter": "drop_homogeneous"},
-                      train={"steps": 2, "save_every": 2})
+                      train={"steps": 2, "save_every": 2}, optim={"warmup_ratio": 0.5})
     rows = read_metrics(local.run(cfg))
     assert [r["train/updates"] for r in rows] == [0.0, 0.0]
+    # 4 updates in all, warm-up over the first 2: lr(0) = lr / 3, lr(2) = lr (the cosine's start).
+    assert [r["train/lr"] for r in rows] == pytest.approx([1e-3 / 3, 1e-3])
     state = load_trainer_state(list_checkpoints(Path(cfg.train.run_dir))[-1])
     assert state["scheduler"]["last_epoch"] == 4
 

@@ -101,7 +101,8 @@ class LmmExperienceMaker(RemoteExperienceMaker):
         def per_experience(values: torch.Tensor) -> tuple[torch.Tensor, ...]:  # [P, G] -> one tensor per experience
             return in_experience_order(values, indices, exp_len)
 
-        for experience, std in zip(experiences, per_experience(rewards.std(-1, keepdim=True).expand(-1, G))):
+        group_std = rewards.std(-1, keepdim=True) if G > 1 else torch.zeros_like(rewards)  # [P, 1]; G = 1: 0
+        for experience, std in zip(experiences, per_experience(group_std.expand(-1, G))):
             experience.info["group_reward_std"] = std
 
         # 3. lmmr1's group filter, then the estimator on the kept groups (dropped groups: advantage 0). Each

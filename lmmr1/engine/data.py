@@ -100,6 +100,7 @@ class PromptSource:
         self.shuffle = shuffle
         self.epoch = 0
         self.cursor = 0
+        self.unusable: set[int] = set()  # rows that failed to become a prompt: skipped, counted once
         self._order = self._permutation(0)
 
     def _permutation(self, epoch: int) -> list[int]:
@@ -107,37 +108,41 @@ class PromptSource:
             return list(range(len(self.rows)))
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.rows)).tolist()
 
-    def _next_row(self) -> Row:
+    def _next_index(self) -> int:
         if self.cursor >= len(self._order):
             self.epoch += 1
             self.cursor = 0
             self._order = self._permutation(self.epoch)
-        row = self.rows[self._order[self.cursor]]
+        index = self._order[self.cursor]
         self.cursor += 1
-        return row
+        return index
 
     def take(self, n: int) -> list[Prompt]:
-        """The next n usable prompts (unusable records are skipped and counted)."""
+        """The next n usable prompts (an unusable record is counted the first time, then passed over)."""
         out: list[Prompt] = []
-        failures_in_a_row = 0
         while len(out) < n:
-            prompt = try_prepare(self._next_row(), self.processor, self.image_config, self.max_prompt_len, self.skipped)
+            if len(self.unusable) == len(self.rows):
+                raise ValueError(f"no record of the dataset can be used (skipped: {dict(self.skipped)})")
+            index = self._next_index()
+            if index in self.unusable:
+                continue
+            prompt = try_prepare(self.rows[index], self.processor, self.image_config, self.max_prompt_len,
+                                 self.skipped)
             if prompt is None:
-                failures_in_a_row += 1
+                self.unusable.add(index)
             else:
                 out.append(prompt)
-                failures_in_a_row = 0
-            if failures_in_a_row > len(self.rows):
-                raise ValueError(f"no record of the dataset can be used (skipped: {dict(self.skipped)})")
         return out
 
     def state(self) -> dict:
-        return {"epoch": self.epoch, "cursor": self.cursor, "skipped": dict(self.skipped)}
+        return {"epoch": self.epoch, "cursor": self.cursor, "skipped": dict(self.skipped),
+                "unusable": sorted(self.unusable)}
 
     def load_state(self, state: dict) -> None:
         self.epoch = state["epoch"]
         self.cursor = state["cursor"]
         self.skipped = Counter(state.get("skipped", {}))
+        self.unusable = set(state.get("unusable", []))
         self._order = self._permutation(self.epoch)
 
     def metrics(self) -> dict[str, float]:

@@ -357,7 +357,8 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
     temperature = cfg.rollout.temperature if cfg.rollout.temperature > 0 else 1.0  # the distribution sampled
     order = [i for i in range(len(samples)) if trained[i] and samples[i].response_ids]
     if not order:
-        return {"train/nonfinite_step": 0.0, "train/updates": 0.0, "train/lr": scheduler.get_last_lr()[0]}
+        return {"train/nonfinite_step": 0.0, "train/updates": 0.0, "train/lr": optimizer.param_groups[0]["lr"]}
+    lr = optimizer.param_groups[0]["lr"]  # the learning rate of this step's first update
 
     # Old log-probs from the trainer's own forward (ratio 1 at the first epoch), and the rollout gap.
     old_logprobs, ref_logprobs, gap = {}, {}, 0.0
@@ -428,7 +429,7 @@ def ppo_update(policy, reference, optimizer, scheduler, prompts, samples, advant
     metrics = stats.metrics()
     metrics.update({
         "train/nonfinite_step": float(nonfinite), "train/updates": float(n_updates),
-        "train/lr": scheduler.get_last_lr()[0], "rollout/logprob_gap_max": gap,
+        "train/lr": lr, "rollout/logprob_gap_max": gap,
         "train/trained_sequences": float(len(order)),
         "train/tokens": train_tokens,  # prompt + response tokens through the forward/backward, all epochs
     })
