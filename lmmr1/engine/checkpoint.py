@@ -48,10 +48,25 @@ def set_rng_state(state: dict) -> None:
 
 
 def _fsync_tree(path: Path) -> None:
-    for p in sorted(path.rglob("*")):
+    """fsync every file under `path`, then its directories (their entries), deepest first."""
+    entries = sorted(path.rglob("*"))
+    for p in entries:
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
+    for directory in sorted([path, *(p for p in entries if p.is_dir())], reverse=True):
+        _fsync_dir(directory)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a directory's entries (a rename into it) durable; a file system that refuses is left alone."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def save_hf(model, processor, out: Path) -> None:
@@ -67,9 +82,11 @@ def save_hf_atomic(model, processor, out: Path) -> Path:
     tmp = out.with_name(f".tmp-{out.name}")
     shutil.rmtree(tmp, ignore_errors=True)
     save_hf(model, processor, tmp)
+    _fsync_tree(tmp)
     if out.exists():
         shutil.rmtree(out)
     os.rename(tmp, out)
+    _fsync_dir(out.parent)
     return out
 
 
@@ -88,6 +105,7 @@ def save_checkpoint(run_dir: Path, step: int, model, processor, state: dict, kee
     if final.exists():
         shutil.rmtree(final)
     os.rename(tmp, final)
+    _fsync_dir(root)
     for old in list_checkpoints(run_dir)[:-keep_last] if keep_last > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
