@@ -137,9 +137,14 @@ def find_tables(path: Path, split: str, name: str, fetch: str) -> list[Path]:
     tables = sorted(p for p in path.rglob("*") if p.suffix in TABLE_SUFFIXES and p.is_file()
                     and not p.name.startswith(".") and p.name not in ("dataset_info.json", "state.json"))
     if split:
-        token = re.compile(rf"(^|[/_.-]){re.escape(split)}([/_.-]|$)")  # "test" must not match "testmini-..."
-        matching = [p for p in tables if token.search(p.relative_to(path).as_posix())]
-        tables = matching or tables
+        # "test" must not match "testmini-...", and "testmini" prefers "testmini.parquet" / "testmini-0000-of-..."
+        # over "testmini_text_only.parquet" (a split name followed by "_" names another table).
+        for follows in ("[/.-]", "[/_.-]"):
+            token = re.compile(rf"(^|[/_.-]){re.escape(split)}({follows}|$)")
+            matching = [p for p in tables if token.search(p.relative_to(path).as_posix())]
+            if matching:
+                tables = matching
+                break
     by_kind = {s: [p for p in tables if p.suffix == s] for s in TABLE_SUFFIXES}
     chosen = next((by_kind[s] for s in TABLE_SUFFIXES if by_kind[s]), [])
     if not chosen:
@@ -319,7 +324,10 @@ RowParser = Callable[[dict, "ImageResolver", str], tuple[str, list[tuple[Path, s
 
 
 def parse_mathvista(row: dict, images: ImageResolver, key: str):
-    question = _question(row, "question")
+    # Free-form rows are asked with MathVista's `query`: the question behind its answer-format hint ("requiring a
+    # floating-point number with two decimal places ..."), as the benchmark's own evaluation prompts it.
+    free_form = row.get("question_type") != "multi_choice" and not _blank(row.get("query"))
+    question = _question(row, "query" if free_form else "question")
     cell = row.get("decoded_image") or row.get("image")
     pics = [images(cell, f"mathvista-{row.get('pid', key)}")]
     info = _metadata(row)
@@ -486,19 +494,22 @@ def extract_choice(response: str, choices: list[str] | None = None) -> str | Non
     """The option letter a response commits to, or None.
 
     Rule: the final-answer slot (the last <answer> block, else the whole response); inside it the last
-    \\boxed{...} if any. The candidate is a letter when it reads "B", "(B)", "B.", "B:", "B) text",
-    "\\text{B}" or "option B" / "answer is B"; else, when it equals one option's text (case and spaces
-    ignored), that option's letter."""
+    \\boxed{...} if any. The candidate is the letter of its last "option B" / "answer is B" / "answer: (B)"
+    statement; else a letter when it reads "B", "(B)", "B.", "B:", "B) text" or "\\text{B}"; else, when it
+    equals one option's text (case and spaces ignored), that option's letter."""
     slot = final_answer_slot(clean_response(response))
     boxes = boxed_contents(slot)
     candidate = boxes[-1] if boxes else slot
     candidate = re.sub(r"\\(?:text|mathrm|textbf)\{([^{}]*)\}", r"\1", candidate).replace("$", "").strip()
-    match = re.fullmatch(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", candidate, re.DOTALL)
+    # "answer is C" / "option (C)" / "the correct choice: C": the keyword in any case, the letter a capital (the
+    # article in "the answer is a square" is not option A), the last such statement (a reply may rule options out
+    # before it commits).
+    matches = re.findall(r"(?i:\b(?:option|choice|answer)(?:\s+is|\s*:)?)\s*\(?([A-J])\)?(?![A-Za-z])", candidate)
+    if matches:
+        return matches[-1]
+    match = re.fullmatch(r"\(?([A-J])\)?(?:[.:)]\s*.*)?", candidate, re.DOTALL)  # "B", "(B)", "B. square"
     if match:
         return match.group(1)
-    match = re.search(r"(?:option|answer is|answer:)\s*\(?([A-J])\)?\b", candidate, re.IGNORECASE)
-    if match:
-        return match.group(1).upper()
     if choices:
         norm = lambda s: re.sub(r"\s+", " ", s).strip().lower().rstrip(".")  # noqa: E731
         for i, choice in enumerate(choices):
@@ -509,12 +520,12 @@ def extract_choice(response: str, choices: list[str] | None = None) -> str | Non
 
 def grade_choice(response: str, record: Record) -> RewardResult:
     """Score a multiple-choice response: 1 when its letter equals the gold letter. Outcomes: correct, wrong,
-    uncertain (it abstains: lmmr1.rewards' abstention rule), invalid (no letter found)."""
-    if detect_abstention(response).abstained:
-        return RewardResult(0.0, {"choice_accuracy": 0.0}, "uncertain")
+    uncertain (no letter, and it abstains: lmmr1.rewards' abstention rule), invalid (no letter found). A letter
+    wins over an abstention phrase: "D. Cannot be determined" commits to option D."""
     letter = extract_choice(response, record.meta.get("choices"))
     if letter is None:
-        return RewardResult(0.0, {"choice_accuracy": 0.0}, "invalid")
+        outcome = "uncertain" if detect_abstention(response).abstained else "invalid"
+        return RewardResult(0.0, {"choice_accuracy": 0.0}, outcome)
     hit = float(letter == record.answer.strip().upper())
     return RewardResult(hit, {"choice_accuracy": hit}, "correct" if hit else "wrong")
 

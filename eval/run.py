@@ -234,6 +234,13 @@ def grade(response: str, record, reward) -> Any:
     return grade_choice(response, record) if record.task == "multiple_choice" else reward(response, record)
 
 
+def batch_seed(seed: int, start: int, n_samples: int) -> int:
+    """The sampling seed of the batch whose first prompt is the task's prompt `start`. The backend gives prompt i
+    of the batch seeds base + i * n + 0..n-1, so prompt p of the task gets seed + p * n + 0..n-1: no two samples
+    of a task share a random stream, whatever the batch size."""
+    return seed + start * n_samples
+
+
 def grade_responses(items: list[Item], texts: list[list[str]], reward, judge: JudgeExtractor | None,
                     seed: int) -> list[list[dict[str, Any]]]:
     """Grade every sample of a batch: {"result", "extraction" ("rule" | "judge" | "fallback" | "abstained"),
@@ -314,7 +321,7 @@ def evaluate_qa(task: dict, backend, processor, cfg: EvalConfig, reward, out_dir
         for start in range(0, len(prompts), cfg.batch_size):
             batch = prompts[start:start + cfg.batch_size]
             batch_items = items[start:start + cfg.batch_size]
-            generated = backend.generate(batch, cfg.n_samples, sampling, seed=cfg.seed + start)
+            generated = backend.generate(batch, cfg.n_samples, sampling, seed=batch_seed(cfg.seed, start, cfg.n_samples))
             texts = [[clean_response(s.text) for s in samples] for samples in generated]
             graded = grade_responses(batch_items, texts, reward, judge if extractor == "judge" else None,
                                      seed=cfg.seed + start)

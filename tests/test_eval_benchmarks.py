@@ -53,8 +53,17 @@ def mathvista_metadata(task: str | None, skills: list[str] | None) -> dict:
             "task": task}
 
 
+MATHVISTA_HINT = ("Hint: Please answer the question requiring an integer answer and provide the final value, e.g., "
+                  "1, 2, 3, at the end.\nQuestion: ")
+
+
+def with_query(row: dict) -> dict:
+    """MathVista's `query`: the answer-format hint, then the question (what its own evaluation prompts)."""
+    return {**row, "query": MATHVISTA_HINT + row["question"]}
+
+
 def mathvista(root: Path) -> dict[str, str]:
-    base = dict(unit=None, precision=None, answer_type="integer", query="q",
+    base = dict(unit=None, precision=None, answer_type="integer",
                 metadata=mathvista_metadata("geometry problem solving", ["algebraic reasoning", "geometry reasoning"]))
     rows = [
         dict(pid="1", question="What is the value of x?", image="images/1.jpg", decoded_image=cell(png(), "1.jpg"),
@@ -68,6 +77,7 @@ def mathvista(root: Path) -> dict[str, str]:
         dict(pid="5", question="Gold not among the choices", image="images/5.jpg", decoded_image=cell(png(), "5.jpg"),
              choices=["1", "2"], answer="3", question_type="multi_choice", **base),
     ]
+    rows = [with_query(row) for row in rows]
     write_parquet(root / "data" / "testmini-00000-of-00001-abc.parquet", rows)
     write_parquet(root / "data" / "test-00000-of-00002-abc.parquet", rows[:1])  # another split: not read
     return {"value of x": "\\boxed{12}", "Which shape": "<think>.</think><answer>\\boxed{B}</answer>"}
@@ -259,14 +269,14 @@ def test_missing_image_and_malformed_answer_rows_are_excluded_and_counted(tmp_pa
 def test_rows_without_a_subset_value_are_scored_as_unknown_and_counted(tmp_path, processor, reward):
     # MathVista rows: one with the full metadata struct, one whose struct lacks task and skills, one with no
     # metadata at all (a JSON export may drop it). All three are scored; the missing fields are "unknown".
-    base = dict(unit=None, precision=None, answer_type="integer", query="q", choices=None, question_type="free_form",
+    base = dict(unit=None, precision=None, answer_type="integer", choices=None, question_type="free_form",
                 image="images/x.jpg")
     rows = [dict(pid="1", question="Q one?", decoded_image=cell(png()), answer="1",
                  metadata=mathvista_metadata("figure question answering", ["statistical reasoning"]), **base),
             dict(pid="2", question="Q two?", decoded_image=cell(png()), answer="2",
                  metadata=mathvista_metadata(None, None), **base),
             dict(pid="3", question="Q three?", decoded_image=cell(png()), answer="3", metadata=None, **base)]
-    write_parquet(tmp_path / "mv" / "testmini.parquet", rows)
+    write_parquet(tmp_path / "mv" / "testmini.parquet", [with_query(row) for row in rows])
     replies = {"Q one": "\\boxed{1}", "Q two": "\\boxed{2}", "Q three": "\\boxed{0}"}
     result = evaluate_qa({"kind": "benchmark", "benchmark": "mathvista", "path": str(tmp_path / "mv")},
                          OracleBackend(replies), processor, EvalConfig(), reward, tmp_path / "out")
@@ -337,6 +347,9 @@ def test_save_to_disk_folder_is_read(tmp_path):
 @pytest.mark.parametrize("text, letter", [
     ("\\boxed{B}", "B"), ("<answer>(C)</answer>", "C"), ("<answer>\\boxed{\\text{D}}</answer>", "D"),
     ("the answer is A", "A"), ("<answer>B. square</answer>", "B"), ("\\boxed{square}", "B"), ("\\boxed{7}", None),
+    ("<answer>The answer is a square.</answer>", None),  # the article is not option A
+    ("If the answer is A, then x < 0, a contradiction. So the answer is C.", "C"),  # the last statement
+    ("<answer>(A) is wrong, the correct option is (C)</answer>", "C"), ("Answer: (D)", "D"),
 ])
 def test_extract_choice(text, letter):
     assert extract_choice(text, ["circle", "square", "triangle", "x"]) == letter
@@ -349,6 +362,45 @@ def test_grade_choice_outcomes():
     assert grade_choice("\\boxed{A}", record).outcome == "wrong"
     assert grade_choice("<answer>I don't know</answer>", record).outcome == "uncertain"
     assert grade_choice("hmm", record).outcome == "invalid"
+    # A committed letter wins over an abstention phrase in the reasoning or in the option's own text.
+    assert grade_choice("AC cannot be determined from the figure alone, so use the angle. The answer is B.",
+                        record).outcome == "correct"
+    option_d = validate_record({"messages": [{"role": "user", "content": "Q?"}], "answer": "D", "task": "multiple_choice",
+                                "meta": {"choices": ["1", "2", "3", "Cannot be determined"]}})
+    assert grade_choice("<answer>D. Cannot be determined</answer>", option_d).outcome == "correct"
+
+
+def test_a_split_name_followed_by_an_underscore_names_another_table(tmp_path):
+    from eval.benchmarks import find_tables
+
+    for name in ("testmini.parquet", "testmini_text_only.parquet", "data/testmini-00000-of-00001.parquet"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = find_tables(tmp_path, "testmini", "mathverse", "AI4Math/MathVerse")
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in found) == [
+        "data/testmini-00000-of-00001.parquet", "testmini.parquet"]
+    only_text = tmp_path / "only_text"
+    only_text.mkdir()
+    (only_text / "testmini_text_only.parquet").write_bytes(b"")
+    assert find_tables(only_text, "testmini", "mathverse", "AI4Math/MathVerse") == [
+        only_text / "testmini_text_only.parquet"]  # the looser match when nothing else fits
+
+
+def test_mathvista_free_form_questions_carry_the_answer_format_hint(tmp_path):
+    mathvista(tmp_path / "mv")
+    loaded = load_benchmark("mathvista", tmp_path / "mv", tmp_path / "cache")
+    texts = {item.record.meta["id"]: item.record.messages[-1]["content"][-1]["text"] for item in loaded.items}
+    assert texts["1"].startswith("Hint: Please answer") and texts["1"].endswith("What is the value of x?")
+    assert not texts["2"].startswith("Hint:") and "(B) square" in texts["2"]
+
+
+def test_sampled_eval_seeds_are_distinct_across_batches():
+    from eval.run import batch_seed
+
+    n, batch, prompts = 4, 3, 10
+    seeds = [batch_seed(7, start, n) + i * n + j for start in range(0, prompts, batch)
+             for i in range(min(batch, prompts - start)) for j in range(n)]
+    assert len(set(seeds)) == len(seeds) == prompts * n
 
 
 def test_prompt_templates():
