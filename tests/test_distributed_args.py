@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from pathlib import Path
 
 import pytest
@@ -22,8 +23,8 @@ FRE_GOLDEN = [
     "--data.apply_chat_template",
     "--data.max_images_per_prompt 1",
     "--data.max_len 8192",  # --prompt_max_len 4096 + --generate_max_len 4096
-    "--data.max_samples 40315",
-    "--train.num_episodes 2",  # 2 x floor(40315 / 256) = 314 rollouts = train.steps
+    "--data.max_samples 40192",  # 157 x 256: OpenRLHF trains no partial batch
+    "--train.num_episodes 2",  # 2 x 157 = 314 rollouts = train.steps
     "--rollout.batch_size 256",
     "--rollout.n_samples_per_prompt 16",
     "--rollout.max_new_tokens 4096",
@@ -169,15 +170,22 @@ def test_settings_openrlhf_cannot_express_name_the_key(overrides, key):
 
 
 @pytest.mark.parametrize("steps, P, N, expected", [
-    (10, 4, 100, (1, 40)),       # enough prompts: one episode over the first steps * P
+    (10, 4, 100, (1, 40)),       # enough prompts: one episode over steps * P of them
     (10, 4, 40, (1, 40)),
-    (314, 256, 40315, (2, 40315)),  # LMM-R1 FRE-Text: 2 episodes x 157 rollouts
-    (10, 4, 15, (3, 15)),        # ceil(40 / 15) = 3 episodes x floor(15 / 4) = 9 rollouts (rounded)
+    (314, 256, 40315, (2, 40192)),  # LMM-R1 FRE-Text: 2 episodes x 157 full rollouts (157 x 256 = 40192)
+    (118, 128, 15000, (2, 7552)),   # MGT-Geo: floor(15000 / 128) = 117 per episode -> 2 episodes x 59
+    (10, 4, 15, (4, 12)),        # 3 full batches per episode -> 4 episodes x 3 = 12 rollouts (the fewest >= 10)
 ])
 def test_steps_to_episodes(steps, P, N, expected):
+    """OpenRLHF trains each episode's partial last batch too: max_samples is a multiple of P, and the rollouts
+    OpenRLHF runs (episodes x ceil(max_samples / P)) are `steps` or the fewest whole episodes above it."""
     from lmmr1.distributed.args import steps_to_episodes
 
-    assert steps_to_episodes(steps, P, N) == expected
+    episodes, max_samples = steps_to_episodes(steps, P, N)
+    assert (episodes, max_samples) == expected
+    assert max_samples % P == 0 and max_samples <= N
+    rollouts = episodes * -(-max_samples // P)  # OpenRLHF's count: ceil per episode
+    assert steps <= rollouts < steps + episodes
 
 
 def test_fewer_prompts_than_a_rollout_batch_is_an_error():
@@ -381,8 +389,12 @@ def test_inputs_reject_bad_rows_and_carry_the_image_sizing(tiny_model_dir, tmp_p
     inputs = prepare_inputs(cfg, tmp_path / "run")
     converted = [json.loads(line) for line in Path(inputs.train_dataset).read_text().splitlines()]
     assert inputs.num_prompts == len(converted) == 4
-    assert [json.loads(row["label"])["answer"] for row in converted] == ["1", "2", "3", "red"]
-    assert converted[3]["images"] == [str((tmp_path / "red.png").resolve())]
+    # Written in a seeded random order (train.seed): OpenRLHF's max_samples keeps the file's first rows.
+    in_file_order = ["1", "2", "3", "red"]
+    random.Random(cfg.train.seed).shuffle(in_file_order)
+    assert [json.loads(row["label"])["answer"] for row in converted] == in_file_order
+    (red,) = [row for row in converted if json.loads(row["label"])["answer"] == "red"]
+    assert red["images"] == [str((tmp_path / "red.png").resolve())]
     report = json.loads((tmp_path / "run" / "openrlhf" / "conversion.json").read_text())[str(records)]
     assert report["kept"] == 4 and report["rejected"] == {"image_missing": 1, "prompt_too_long": 1}
     assert inputs.mm_processor_kwargs == {"min_pixels": 3136, "max_pixels": 50176}

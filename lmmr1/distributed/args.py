@@ -166,19 +166,23 @@ class Inputs:
 
 
 def steps_to_episodes(steps: int, prompts_per_step: int, num_prompts: int) -> tuple[int, int]:
-    """(num_episodes, max_samples) giving `steps` rollouts of P prompts from a dataset of N prompts:
+    """(num_episodes, max_samples) giving `steps` rollouts of P prompts from a dataset of N prompts.
 
-        N >= steps * P:  1 episode over the first steps * P prompts (exactly `steps` rollouts);
-        otherwise:       ceil(steps * P / N) episodes over all N, i.e. episodes * floor(N / P) rollouts
-                         (OpenRLHF has no step limit; the count rounds up to whole episodes).
-    """
+    OpenRLHF 0.11.2 trains every episode's last, partial batch too (ceil(max_samples / P) rollouts per
+    episode), and has no step limit; so max_samples is a multiple of P:
+
+        N >= steps * P:  1 episode over steps * P prompts                       (exactly `steps` rollouts)
+        otherwise:       E = ceil(steps / floor(N / P)) episodes of R = ceil(steps / E) rollouts,
+                         max_samples = R * P                      (E * R rollouts: steps, or up to E - 1 more)
+
+    The converted training set is shuffled (train.seed), so the prompts left out are a random sample."""
     if num_prompts < prompts_per_step:
         raise ConfigError(f"the training set has {num_prompts} prompts, fewer than rollout.prompts_per_step="
                           f"{prompts_per_step}")
-    needed = steps * prompts_per_step
-    if num_prompts >= needed:
-        return 1, needed
-    return math.ceil(needed / num_prompts), num_prompts
+    if num_prompts >= steps * prompts_per_step:
+        return 1, steps * prompts_per_step
+    episodes = math.ceil(steps / (num_prompts // prompts_per_step))
+    return episodes, math.ceil(steps / episodes) * prompts_per_step
 
 
 def stage_to_openrlhf(cfg: StageConfig, inputs: Inputs) -> list[str]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 from pathlib import Path
 
 from lmmr1.config import ConfigError, StageConfig, to_dict
@@ -91,24 +92,28 @@ def check_image_budget(cfg: StageConfig, envs: set[str]) -> None:
                 f"or lower openrlhf.env_config.{env}.max_turns")
 
 
-def convert_records(files: list[str], out: Path, processor=None, max_prompt_len: int | None = None
-                    ) -> tuple[int, dict]:
+def convert_records(files: list[str], out: Path, processor=None, max_prompt_len: int | None = None,
+                    shuffle_seed: int | None = None) -> tuple[int, dict]:
     """Record JSONL files -> one OpenRLHF prompt JSONL at `out`; (rows kept, conversion report per file).
     Rows with a bad image, a bad field or (with `processor`) a prompt over `max_prompt_len` tokens are
-    rejected and counted, never passed on."""
+    rejected and counted, never passed on. With `shuffle_seed`, the rows are written in a seeded random
+    order: OpenRLHF's --data.max_samples keeps the first rows of the file, which must be a random sample
+    of the training set (as the local engine's seeded permutation draws), not its first task."""
     from data_pipelines.to_openrlhf import convert_records_file
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    reports, kept = {}, 0
-    with open(out.with_suffix(".tmp"), "w", encoding="utf-8") as merged:
-        for i, file in enumerate(files):
-            part = out.with_name(f"{out.stem}-{i}.jsonl")
-            report = convert_records_file(file, part, processor=processor, max_prompt_len=max_prompt_len)
-            reports[file] = report.to_dict()
-            kept += report.kept
-            merged.write(part.read_text(encoding="utf-8"))
-            part.unlink()
+    reports, rows = {}, []
+    for i, file in enumerate(files):
+        part = out.with_name(f"{out.stem}-{i}.jsonl")
+        report = convert_records_file(file, part, processor=processor, max_prompt_len=max_prompt_len)
+        reports[file] = report.to_dict()
+        rows += part.read_text(encoding="utf-8").splitlines(keepends=True)
+        part.unlink()
+    if shuffle_seed is not None:
+        random.Random(shuffle_seed).shuffle(rows)
+    out.with_suffix(".tmp").write_text("".join(rows), encoding="utf-8")
     out.with_suffix(".tmp").rename(out)
+    kept = len(rows)
     if kept == 0:
         raise ConfigError(f"data: no usable record in {', '.join(files)}: {json.dumps(reports)}")
     return kept, reports
@@ -128,7 +133,8 @@ def prepare_inputs(cfg: StageConfig, run_dir: Path, convert: bool = True) -> Inp
         model_dir = prepare_model_dir(model_dir, cfg, run_dir)
         processor = load_processor(model_dir)  # the one OpenRLHF's actors load from the same directory
         budget = prompt_budget(cfg)
-        num_prompts, reports = convert_records(cfg.data.train_files, train, processor, budget)
+        num_prompts, reports = convert_records(cfg.data.train_files, train, processor, budget,
+                                               shuffle_seed=cfg.train.seed)
         if cfg.data.eval_files:
             reports.update(convert_records(cfg.data.eval_files, evals, processor, budget)[1])
         (out / "conversion.json").write_text(json.dumps(reports, indent=2) + "\n")
