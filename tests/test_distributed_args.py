@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import random
 from pathlib import Path
 
@@ -399,3 +400,27 @@ def test_inputs_reject_bad_rows_and_carry_the_image_sizing(tiny_model_dir, tmp_p
     assert report["kept"] == 4 and report["rejected"] == {"image_missing": 1, "prompt_too_long": 1}
     assert inputs.mm_processor_kwargs == {"min_pixels": 3136, "max_pixels": 50176}
     assert Path(inputs.model) == (tmp_path / "run" / "prepared_model").resolve()
+
+
+def test_each_openrlhf_stage_gets_its_own_ray_session():
+    """A stage starts Ray with its reward settings for the actors and shuts it down after, so the next stage of
+    the same process (run_all) starts a Ray of its own (no placement group of the first left holding GPUs). A
+    Ray already running with other lmmr1 settings is an error, not a silent use of the first stage's reward."""
+    import ray
+
+    from lmmr1.distributed.launch import ray_session
+
+    @ray.remote(num_cpus=0)
+    def actor_reward() -> str | None:
+        return os.environ.get("LMMR1_REWARD")
+
+    assert not ray.is_initialized()
+    with ray_session("", {"LMMR1_REWARD": "lmm_r1"}):
+        assert ray.get(actor_reward.remote()) == "lmm_r1"
+        with pytest.raises(ConfigError, match="already running in this process with other LMMR1_REWARD"):
+            with ray_session("", {"LMMR1_REWARD": "sokoban_plan"}):
+                pass
+        with ray_session("", {"LMMR1_REWARD": "lmm_r1"}):  # the same settings: used as it is, left running
+            assert ray.get(actor_reward.remote()) == "lmm_r1"
+        assert ray.is_initialized()
+    assert not ray.is_initialized()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from contextlib import contextmanager
 from pathlib import Path
 
 from lmmr1.config import ConfigError, StageConfig, to_dict
@@ -175,13 +176,28 @@ def reward_env(cfg: StageConfig) -> dict[str, str]:
             "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS": os.environ.get("RAY_ENABLE_ZERO_COPY_TORCH_TENSORS", "1")}
 
 
-def connect_ray(address: str, env_vars: dict[str, str]) -> None:
-    """Start a local Ray (address "") or join the cluster at `address`; the job's actors get `env_vars`."""
+@contextmanager
+def ray_session(address: str, env_vars: dict[str, str]):
+    """Ray for one stage: a local Ray (address "") or the cluster at `address`, joined with this stage's
+    `env_vars` for its actors, and shut down after the stage. So a second stage of the same process
+    (`lmmr1.stages.run_all`) starts with its own reward settings, and no placement group or actor of the
+    first is left holding GPUs. A Ray the caller already started is used as it is; its actors' environment
+    cannot change, so a different lmmr1 setting there is an error."""
     import ray
 
     if ray.is_initialized():
+        current = dict((ray.get_runtime_context().runtime_env or {}).get("env_vars") or {})
+        differing = sorted(k for k, v in env_vars.items() if k.startswith("LMMR1_") and current.get(k) != v)
+        if differing:
+            raise ConfigError(f"Ray is already running in this process with other {', '.join(differing)} for its "
+                              "actors; run each openrlhf stage in its own process, or let lmmr1 start Ray")
+        yield
         return
     ray.init(address=address or None, runtime_env={"env_vars": env_vars})
+    try:
+        yield
+    finally:
+        ray.shutdown()
 
 
 def train(args) -> None:
@@ -251,8 +267,8 @@ def run_openrlhf_stage(cfg: StageConfig, run_dir: Path) -> Path:
     (out / "command.txt").write_text(f"python -m openrlhf.cli.train_ppo_ray {command_line(argv)}\n")
     (run_dir / "config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
     print(f"[{cfg.stage.name}] OpenRLHF arguments checked; command in {out / 'command.txt'}", flush=True)
-    connect_ray(cfg.openrlhf.ray_address, reward_env(cfg))
-    train(validated.args)
+    with ray_session(cfg.openrlhf.ray_address, reward_env(cfg)):
+        train(validated.args)
     publish_final(run_dir)
     return run_dir
 
