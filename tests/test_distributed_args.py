@@ -56,7 +56,6 @@ FRE_GOLDEN = [
     "--ckpt.output_dir runs/lmmr1_fre_text/final.incomplete",  # renamed to final/ once complete
     "--ckpt.save_steps 20",
     "--ckpt.max_num 2",
-    "--ckpt.save_hf",
     "--ckpt.load_enable",
     "--logger.tensorboard_dir runs/lmmr1_fre_text/tensorboard",
     "--actor.freeze_visual_encoder",
@@ -161,6 +160,8 @@ def test_openrlhf_rules_reject_with_their_message(openrlhf_cpu, overrides, messa
     (["algorithm.loss_agg_mode=seq-mean-token-sum-norm"], "algorithm.loss_agg_mode"),
     (["optim.updates_per_step=3"], "optim.updates_per_step=3"),
     (["train.resume=runs/elsewhere"], "train.resume"),
+    # 4096 responses / 256 updates = 16 per update, not a multiple of micro-batch 2 x 8 GPUs x 2 nodes
+    (["optim.updates_per_step=256", "openrlhf.num_nodes=2"], "multiple of optim.micro_batch_size x GPUs = 2 x 16"),
 ])
 def test_settings_openrlhf_cannot_express_name_the_key(overrides, key):
     from lmmr1.distributed.args import stage_to_openrlhf
@@ -204,7 +205,8 @@ def test_stage_dry_run_prints_the_checked_command(openrlhf_cpu, tiny_model_dir, 
                                + "\n" for i in range(8)))
     code = main("fre", ["--config", str(STAGES / "ngrpo_fre_text.yaml"), "--dry-run", "stage.engine=openrlhf",
                         f"model.path={tiny_model_dir}", f"data.train_files=[{records}]", "train.steps=2",
-                        "rollout.prompts_per_step=4", f"train.run_dir={tmp_path / 'run'}"])
+                        "rollout.prompts_per_step=4", "openrlhf.gpus_per_node=1", "openrlhf.vllm_num_engines=1",
+                        f"train.run_dir={tmp_path / 'run'}"])
     out = capsys.readouterr().out
     assert code == 0
     command = out.strip().splitlines()[-1]

@@ -200,6 +200,11 @@ def stage_to_openrlhf(cfg: StageConfig, inputs: Inputs) -> list[str]:
     if samples % o.updates_per_step:
         raise ConfigError(f"optim.updates_per_step={o.updates_per_step} must divide the rollout batch "
                           f"(rollout.prompts_per_step x rollout.n_samples = {samples})")
+    per_pass = o.micro_batch_size * d.num_nodes * d.gpus_per_node  # DeepSpeed: batch = micro x accumulation x GPUs
+    if (samples // o.updates_per_step) % per_pass:
+        raise ConfigError(f"optim.updates_per_step={o.updates_per_step}: each update's {samples // o.updates_per_step} "
+                          f"responses must be a multiple of optim.micro_batch_size x GPUs = {o.micro_batch_size} x "
+                          f"{d.num_nodes * d.gpus_per_node} (DeepSpeed refuses the batch after the vLLM engines started)")
     if t.resume not in ("auto", "never"):
         raise ConfigError(f"train.resume={t.resume}: the openrlhf engine resumes from its own checkpoints in "
                           "<run_dir>/checkpoints (auto) or not at all (never)")
@@ -264,7 +269,8 @@ def stage_to_openrlhf(cfg: StageConfig, inputs: Inputs) -> list[str]:
         "--ckpt.output_dir", str(run_dir / INCOMPLETE_FINAL),
         "--ckpt.save_steps", str(t.save_every),
         "--ckpt.max_num", str(t.keep_last),
-        "--ckpt.save_hf",
+        # no --ckpt.save_hf: the final HF save to output_dir happens without it; with it every save also
+        # writes a full HF copy that --ckpt.max_num never rotates (openrlhf.extra_args can add it back)
     ]
     if t.resume == "auto":
         argv += ["--ckpt.load_enable"]
