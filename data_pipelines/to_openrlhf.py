@@ -77,7 +77,11 @@ def flattened_copy(path: Path, out_dir: Path) -> Path:
         if not target.exists():
             out_dir.mkdir(parents=True, exist_ok=True)
             tmp = target.with_suffix(f".tmp{os.getpid()}")
-            to_rgb(image).save(tmp, format="PNG")
+            try:
+                to_rgb(image).save(tmp, format="PNG")
+            except OSError:  # undecodable past its header (only reachable with --no-check-images)
+                tmp.unlink(missing_ok=True)
+                return path
             tmp.replace(target)
     return target.resolve()
 
