@@ -387,6 +387,7 @@ def test_inputs_reject_bad_rows_and_carry_the_image_sizing(tiny_model_dir, tmp_p
     records.write_text("".join(json.dumps(row) + "\n" for row in rows))
     cfg = load_config("fre", str(STAGES / "ngrpo_fre_text.yaml"), [
         "stage.engine=openrlhf", f"model.path={tiny_model_dir}", f"data.train_files=[{records}]",
+        f"data.eval_files=[{records}]", "data.max_eval_records=3",
         "data.max_prompt_len=4096", "rollout.max_model_len=512", "rollout.max_new_tokens=256",
         "model.min_pixels=3136", "model.max_pixels=50176", f"train.run_dir={tmp_path / 'run'}"])
     inputs = prepare_inputs(cfg, tmp_path / "run")
@@ -396,6 +397,8 @@ def test_inputs_reject_bad_rows_and_carry_the_image_sizing(tiny_model_dir, tmp_p
     in_file_order = ["1", "2", "3", "red"]
     random.Random(cfg.train.seed).shuffle(in_file_order)
     assert [json.loads(row["label"])["answer"] for row in converted] == in_file_order
+    held_out = [json.loads(line) for line in Path(inputs.eval_dataset).read_text().splitlines()]
+    assert [json.loads(row["label"])["answer"] for row in held_out] == ["1", "2", "3"]  # in order, max_eval_records
     (red,) = [row for row in converted if json.loads(row["label"])["answer"] == "red"]
     assert red["images"] == [str((tmp_path / "red.png").resolve())]
     report = json.loads((tmp_path / "run" / "openrlhf" / "conversion.json").read_text())[str(records)]

@@ -94,12 +94,13 @@ def check_image_budget(cfg: StageConfig, envs: set[str]) -> None:
 
 
 def convert_records(files: list[str], out: Path, processor=None, max_prompt_len: int | None = None,
-                    shuffle_seed: int | None = None) -> tuple[int, dict]:
+                    shuffle_seed: int | None = None, limit: int | None = None) -> tuple[int, dict]:
     """Record JSONL files -> one OpenRLHF prompt JSONL at `out`; (rows kept, conversion report per file).
     Rows with a bad image, a bad field or (with `processor`) a prompt over `max_prompt_len` tokens are
     rejected and counted, never passed on. With `shuffle_seed`, the rows are written in a seeded random
     order: OpenRLHF's --data.max_samples keeps the first rows of the file, which must be a random sample
-    of the training set (as the local engine's seeded permutation draws), not its first task."""
+    of the training set (as the local engine's seeded permutation draws), not its first task. `limit` keeps
+    the first usable rows only (the held-out set's `data.max_eval_records`, as the local engine)."""
     from data_pipelines.to_openrlhf import convert_records_file
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -112,6 +113,7 @@ def convert_records(files: list[str], out: Path, processor=None, max_prompt_len:
         part.unlink()
     if shuffle_seed is not None:
         random.Random(shuffle_seed).shuffle(rows)
+    rows = rows[:limit]
     out.with_suffix(".tmp").write_text("".join(rows), encoding="utf-8")
     out.with_suffix(".tmp").rename(out)
     kept = len(rows)
@@ -137,7 +139,8 @@ def prepare_inputs(cfg: StageConfig, run_dir: Path, convert: bool = True) -> Inp
         num_prompts, reports = convert_records(cfg.data.train_files, train, processor, budget,
                                                shuffle_seed=cfg.train.seed)
         if cfg.data.eval_files:
-            reports.update(convert_records(cfg.data.eval_files, evals, processor, budget)[1])
+            reports.update(convert_records(cfg.data.eval_files, evals, processor, budget,
+                                           limit=cfg.data.max_eval_records)[1])
         (out / "conversion.json").write_text(json.dumps(reports, indent=2) + "\n")
     elif cfg.synthetic.train_tasks:
         num_prompts = cfg.synthetic.n_train * len(cfg.synthetic.train_tasks)
