@@ -518,6 +518,26 @@ def extract_choice(response: str, choices: list[str] | None = None) -> str | Non
     return None
 
 
+def grade_at_precision(response: str, record: Record, result: RewardResult) -> RewardResult:
+    """MathVista's rule for float answers (its `precision` field): the prediction rounded to `precision` decimals
+    equals the gold. Applied to a `result` the verifier graded wrong; the prediction is the last number of the
+    final-answer slot's last \\boxed{} (else of the slot). Anything else returns `result` as it is."""
+    precision = record.meta.get("precision")
+    if (result.outcome != "wrong" or not isinstance(precision, (int, float)) or not math.isfinite(precision)
+            or record.meta.get("answer_type", "float") != "float"):
+        return result
+    slot = final_answer_slot(clean_response(response))
+    boxes = boxed_contents(slot)
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", (boxes[-1] if boxes else slot).replace(",", ""))
+    try:
+        gold = float(record.answer.strip().strip("$"))
+    except ValueError:
+        return result
+    if numbers and round(float(numbers[-1]), int(precision)) == round(gold, int(precision)):
+        return RewardResult(1.0, {**result.components, "precision_match": 1.0}, "correct")
+    return result
+
+
 def grade_choice(response: str, record: Record) -> RewardResult:
     """Score a multiple-choice response: 1 when its letter equals the gold letter. Outcomes: correct, wrong,
     uncertain (no letter, and it abstains: lmmr1.rewards' abstention rule), invalid (no letter found). A letter

@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from eval import metrics as M
-from eval.benchmarks import UNKNOWN_SUBSET, Item, LoadedBenchmark, grade_choice, iter_items, load_benchmark
+from eval.benchmarks import (
+    UNKNOWN_SUBSET, Item, LoadedBenchmark, grade_at_precision, grade_choice, iter_items, load_benchmark,
+)
 from eval.judge import JudgeExtractor, TextProcessor, grade_sample, question_text
 from eval.suites import EvalConfig, Suite, apply_template, config_dict, load_suite, task_extractor, task_name
 from lmmr1.config import ConfigError
@@ -231,7 +233,11 @@ def encode_items(items: list[Item], template: str, processor, cfg: EvalConfig, l
 
 
 def grade(response: str, record, reward) -> Any:
-    return grade_choice(response, record) if record.task == "multiple_choice" else reward(response, record)
+    """Multiple choice by letter; free-form by the reward's verifier, then (a record with a `precision`, as
+    MathVista's float answers) the benchmark's rounding rule."""
+    if record.task == "multiple_choice":
+        return grade_choice(response, record)
+    return grade_at_precision(response, record, reward(response, record))
 
 
 def batch_seed(seed: int, start: int, n_samples: int) -> int:

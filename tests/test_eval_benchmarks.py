@@ -439,3 +439,19 @@ def test_report_and_compare_show_subsets(tmp_path, processor, reward):
     table = json.loads((compare(runs, tmp_path / "cmp", ["before", "after"]) / "comparison.json").read_text())
     row = next(r for r in table["rows"] if r["task"] == "mathvista · task=geometry problem solving")
     assert row["values"] == {"before": 0.0, "after": 1.0} and row["delta"] == 1.0
+
+
+def test_mathvista_float_answers_are_compared_at_their_precision(reward):
+    from eval.run import grade
+
+    def record(answer: str, **meta):
+        return validate_record({"messages": [{"role": "user", "content": "Q?"}], "answer": answer, "task": "math",
+                                "meta": meta})
+
+    one_decimal = record("1.2", precision=1.0, answer_type="float")
+    assert grade("<answer>\\boxed{1.23}</answer>", one_decimal, reward).outcome == "correct"  # round(1.23, 1) = 1.2
+    assert grade("<answer>\\boxed{1.3}</answer>", one_decimal, reward).outcome == "wrong"
+    assert grade("<answer>The value is $1.24$.</answer>", one_decimal, reward).outcome == "correct"
+    assert grade("<answer>\\boxed{1.23}</answer>", record("1.2"), reward).outcome == "wrong"  # no precision: exact
+    assert grade("<answer>\\boxed{12}</answer>", record("12", precision=1.0, answer_type="integer"),
+                 reward).outcome == "correct"
