@@ -24,8 +24,8 @@ import math
 import posixpath
 import re
 from collections.abc import Iterator, Mapping
-from decimal import Decimal
 from dataclasses import asdict, dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

@@ -29,7 +29,8 @@ class Sample:
     prompt_index: int
     response_ids: list[int]
     logprobs: list[float]
-    """log pi_old(y_t | x, y_<t) of each response token under the rollout policy (raw logits, temperature 1)."""
+    """log pi_old(y_t | x, y_<t) of each response token under the distribution sampled from (temperature,
+    top-p, top-k applied)."""
     text: str = ""
     finish_reason: str = "length"
     """"stop" (EOS), "length" (max_new_tokens) or "media_token" (cut before a generated vision pad token)."""

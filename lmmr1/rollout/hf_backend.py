@@ -4,8 +4,9 @@ It generates with the trainer's own model object, so there is nothing to push af
 batched: up to `max_batch_sequences` responses per `generate` call (whole prompts, each with
 `num_return_sequences = n`), the prompts left-padded to a common length, their images' `pixel_values` /
 `image_grid_thw` concatenated in prompt order (Qwen2.5-VL's M-RoPE positions skip the padding through the
-attention mask). The log-probs are taken from the raw logits (`output_logits`), like vLLM's, one step at a
-time (never a [B, T, V] float32 copy).
+attention mask). The log-probs are those of the distribution sampled from (`output_scores`: after
+temperature / top-p / top-k), like vLLM's `processed_logprobs`, one step at a time (never a [B, T, V]
+float32 copy).
 """
 
 from __future__ import annotations
